@@ -1,0 +1,1 @@
+export { activation, silu, geluTanh, cast, type Activation } from './elementwise.ts';

@@ -1,0 +1,97 @@
+// `wan verify` and `wan info` as a user runs them, including a corrupted fixture.
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fixturesDir } from './helpers.ts';
+
+const run = promisify(execFile);
+const wan = new URL('../cli/wan.js', import.meta.url).pathname;
+
+async function wanRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [wan, ...args], { maxBuffer: 1 << 24 });
+    return { code: 0, stdout, stderr };
+  } catch (e: any) {
+    return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'wan-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('wan verify', () => {
+  it('prints PASS lines and the summary, exit 0', async () => {
+    const r = await wanRun(['verify', join(fixturesDir, 'op.silu'), join(fixturesDir, 'op.gelu_tanh')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^op\.silu \(op\.silu\)$/m);
+    expect(r.stdout).toMatch(/^\s+y\s+relL2\s+\S+\s+maxAbs\s+\S+\s+tol 1\.00e-5\s+PASS$/m);
+    expect(r.stdout).toMatch(/^\s+y_t5\s.*PASS$/m);
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('2 passed, 0 failed');
+  });
+
+  it('--json parses and carries every output', async () => {
+    const r = await wanRun(['verify', join(fixturesDir, 'op.gelu_tanh'), '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ fixture: 'op.gelu_tanh', kind: 'op.gelu_tanh', pass: true });
+    expect(j.outputs.map((o: any) => o.name)).toEqual(['y', 'y_t5']);
+    for (const o of j.outputs) {
+      expect(Object.keys(o).sort()).toEqual(['maxAbs', 'name', 'pass', 'relL2', 'tol']);
+      expect(o.relL2).toBeLessThan(o.tol);
+    }
+  });
+
+  it('a corrupted fixture fails with a clear message and exit 1', async () => {
+    const bad = join(tmp, 'op.silu');
+    cpSync(join(fixturesDir, 'op.silu'), bad, { recursive: true });
+    const io = join(bad, 'io.safetensors');
+    writeFileSync(io, readFileSync(io).subarray(0, 3000)); // truncated data section
+    const r = await wanRun(['verify', bad]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/FAIL .*io\.safetensors/);
+    expect(r.stdout).toMatch(/outside|exceeds|beyond|truncat/i);
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('0 passed, 1 failed');
+  });
+
+  it('a wrong reference value fails the comparison', async () => {
+    const bad = join(tmp, 'op.silu.wrong');
+    cpSync(join(fixturesDir, 'op.silu'), bad, { recursive: true });
+    const io = join(bad, 'io.safetensors');
+    const bytes = readFileSync(io);
+    bytes[bytes.length - 2] ^= 0x40; // flip an exponent bit of the last reference value
+    writeFileSync(io, bytes);
+    const r = await wanRun(['verify', bad, '--json']);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ pass: false, outputs: [{ name: 'y', pass: false }] });
+  });
+
+  it('an unknown kind fails and names the known ones', async () => {
+    const odd = join(tmp, 'odd');
+    cpSync(join(fixturesDir, 'op.silu'), odd, { recursive: true });
+    const cj = JSON.parse(readFileSync(join(odd, 'case.json'), 'utf8'));
+    writeFileSync(join(odd, 'case.json'), JSON.stringify({ ...cj, kind: 'op.nonexistent' }));
+    const r = await wanRun(['verify', odd]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/unknown fixture kind "op\.nonexistent" \(this engine knows: .*op\.silu/);
+  });
+});
+
+describe('wan info --device', () => {
+  it('prints the adapter, limits and features', async () => {
+    const r = await wanRun(['info', '--device', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    expect(j.effective.maxBindingBytes).toBeGreaterThan(0);
+    expect(Array.isArray(j.adapterFeatures)).toBe(true);
+  });
+
+  it('unknown commands exit 2 with usage', async () => {
+    const r = await wanRun(['frobnicate']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown command "frobnicate"/);
+  });
+});

@@ -1,0 +1,41 @@
+// Every bundled reference fixture whose kind the engine implements, through the same registry as
+// `wan verify`: on the adapter's real limits and under a tiny forced storage-binding limit.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../engine/index.ts';
+import { loadFixture } from '../loaders/fixture.ts';
+import { fixtureKind, knownKinds, verifyFixture } from '../model/reference/index.ts';
+import { fixturesDir } from './helpers.ts';
+
+const all = readdirSync(fixturesDir).sort();
+const kindOf = new Map<string, string>();
+for (const d of all) kindOf.set(d, (await loadFixture(join(fixturesDir, d))).kind);
+const runnable = all.filter((d) => fixtureKind(kindOf.get(d)!));
+
+describe.each([
+  ['real limits', {}],
+  ['4 KiB binding limit', { maxStorageBindingBytes: 4096, maxBufferBytes: 16384 }],
+])('fixtures (%s)', (_name, opts) => {
+  let e: Engine;
+  beforeAll(async () => {
+    e = await Engine.create(opts);
+  });
+  afterAll(async () => {
+    await e.destroy();
+  });
+
+  it.each(runnable)('%s', async (dir) => {
+    const r = await verifyFixture(e, join(fixturesDir, dir));
+    expect(r.error).toBeUndefined();
+    expect(r.outputs.length).toBeGreaterThan(0);
+    for (const o of r.outputs) expect({ name: o.name, relL2: o.relL2, pass: o.pass }).toEqual({ name: o.name, relL2: o.relL2, pass: true });
+    expect(r.pass).toBe(true);
+    expect(e.liveTensors).toBe(0); // the scope freed everything the kind created
+  });
+});
+
+it('the first op kinds are registered', () => {
+  expect(knownKinds()).toEqual(expect.arrayContaining(['op.silu', 'op.gelu_tanh']));
+  expect(runnable).toEqual(expect.arrayContaining(['op.silu', 'op.gelu_tanh']));
+});
