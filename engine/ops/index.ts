@@ -1,1 +1,2 @@
-export { activation, silu, geluTanh, cast, type Activation } from './elementwise.ts';
+// Every kernel family's dispatch functions (one module per family; WGSL in shaders/).
+export * from './elementwise.ts';
