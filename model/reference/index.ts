@@ -1,4 +1,5 @@
 // Every fixture kind the engine knows. Importing this module registers them all.
 import './ops.ts';
+import './sched.ts';
 export { verifyFixture, expandFixtureDirs, knownKinds, fixtureKind, registerKind, type VerifyResult, type FixtureKind } from './registry.ts';
 export { compareOutput, type OutputCheck } from './compare.ts';
