@@ -1,5 +1,6 @@
 // Every fixture kind the engine knows. Importing this module registers them all.
 import './ops.ts';
 import './sched.ts';
+import './image.ts';
 export { verifyFixture, expandFixtureDirs, knownKinds, fixtureKind, registerKind, type VerifyResult, type FixtureKind } from './registry.ts';
 export { compareOutput, type OutputCheck } from './compare.ts';
