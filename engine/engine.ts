@@ -137,6 +137,32 @@ export class Engine {
     }
   }
 
+  /**
+   * Writes host bytes (the tensor's device layout) at element `elem0` of a tensor: the streaming path
+   * for weights larger than host memory should hold at once. `elem0` must be even for half types.
+   */
+  writeTensorRange(t: Tensor, elem0: number, bytes: Uint8Array): void {
+    t.assertAlive('writeTensorRange');
+    const b = dtypeBytes(t.dtype);
+    const n = Math.floor(bytes.byteLength / b);
+    if ((elem0 * b) % 4 !== 0) throw new Error(`writeTensorRange "${t.label}": element ${elem0} is not word aligned`);
+    if (elem0 + n > t.numel) throw new Error(`writeTensorRange "${t.label}": elements [${elem0}, ${elem0 + n}) beyond ${t.numel}`);
+    if (this.recorded > 0) this.flush();
+    this.open();
+    for (const seg of t.storage.segments) {
+      const lo = Math.max(elem0, seg.elem0);
+      const hi = Math.min(elem0 + n, seg.elem0 + seg.elems);
+      if (lo >= hi) continue;
+      let chunk = bytes.subarray((lo - elem0) * b, (hi - elem0) * b);
+      if (chunk.byteLength % 4 !== 0) {
+        const padded = new Uint8Array(Math.ceil(chunk.byteLength / 4) * 4);
+        padded.set(chunk);
+        chunk = padded;
+      }
+      this.device.queue.writeBuffer(seg.buffer, (lo - seg.elem0) * b, chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    }
+  }
+
   /** Reads a tensor's device bytes (its dtype's layout). The only way data leaves the device. */
   async readBytes(t: Tensor): Promise<Uint8Array> {
     t.assertAlive('read');

@@ -227,6 +227,15 @@ export class SafetensorsFile {
     return this.entries.has(name);
   }
 
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  info(name: string): { name: string; dtype: StDType; shape: number[] } {
+    const e = this.entry(name);
+    return { name, dtype: e.dtype, shape: e.shape };
+  }
+
   entry(name: string): StEntry {
     const e = this.entries.get(name);
     if (!e) throw new Error(`${this.path}: no tensor "${name}"`);
@@ -238,6 +247,16 @@ export class SafetensorsFile {
     const e = this.entry(name);
     if (!this.fh) throw new Error(`${this.path}: file is closed`);
     return readExact(this.fh, e.begin, e.end - e.begin, this.path);
+  }
+
+  /** `length` bytes of one tensor starting `offset` bytes into it (for streaming large tensors). */
+  async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
+    const e = this.entry(name);
+    if (!this.fh) throw new Error(`${this.path}: file is closed`);
+    if (offset < 0 || length < 0 || offset + length > e.end - e.begin) {
+      throw new Error(`${this.path}: range [${offset}, ${offset + length}) outside tensor "${name}" (${e.end - e.begin} bytes)`);
+    }
+    return readExact(this.fh, e.begin + offset, length, this.path);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,20 @@
+// What the model loaders need from a checkpoint file: names, dtypes, shapes and byte ranges.
+// Implemented by safetensors files, sharded safetensors and PyTorch .pth files.
+import type { StDType } from './safetensors.ts';
+
+export interface TensorInfo {
+  name: string;
+  dtype: StDType;
+  shape: number[];
+}
+
+export interface TensorSource {
+  /** Where the tensors come from (for error messages). */
+  readonly path: string;
+  names(): string[];
+  has(name: string): boolean;
+  info(name: string): TensorInfo;
+  /** `length` bytes of tensor `name` (its stored dtype, contiguous, little endian) from `offset`. */
+  readRange(name: string, offset: number, length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
