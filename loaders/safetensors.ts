@@ -169,7 +169,8 @@ async function readExact(fh: FileHandle, position: number, length: number, label
   const out = new Uint8Array(length);
   let done = 0;
   while (done < length) {
-    const { bytesRead } = await fh.read(out, done, length - done, position + done);
+    // Node aborts (not throws) on single reads of 2 GiB or more: read at most 1 GiB at a time.
+    const { bytesRead } = await fh.read(out, done, Math.min(length - done, 1 << 30), position + done);
     if (bytesRead === 0) {
       throw new Error(`${label}: unexpected end of file reading ${length} bytes at offset ${position} (file changed?)`);
     }

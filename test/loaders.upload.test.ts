@@ -7,6 +7,7 @@ import { Engine, bf16BitsToF32, f32ToBf16Bits } from '../engine/index.ts';
 import { SafetensorsFile, writeSafetensors } from '../loaders/safetensors.ts';
 import { ShardedSafetensors } from '../loaders/sharded.ts';
 import { uploadTensor } from '../loaders/upload.ts';
+import { openTensorSource } from '../loaders/open.ts';
 import { randn } from './helpers.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'wan-upload-'));
@@ -76,5 +77,25 @@ describe('sharded safetensors', () => {
     await expect(ShardedSafetensors.open(idx)).rejects.toThrow(/shard m-3\.safetensors \(listed for "c"\)/);
     writeFileSync(idx, '{not json');
     await expect(ShardedSafetensors.open(idx)).rejects.toThrow(/cannot read the shard index/);
+  });
+});
+
+describe('openTensorSource', () => {
+  it('streams the same umT5 weights from .pth and .safetensors', async () => {
+    const dir = new URL('./fixtures/t5/', import.meta.url).pathname;
+    const pth = await openTensorSource(join(dir, 'models_t5_umt5-xxl-enc-bf16.pth'));
+    const st = await openTensorSource(join(dir, 'models_t5_umt5-xxl-enc-bf16.safetensors'));
+    expect(pth.names().sort()).toEqual(st.names().sort());
+    for (const name of ['token_embedding.weight', 'blocks.0.attn.q.weight', 'norm.weight']) {
+      const a = await uploadTensor(e, pth, name, { chunkBytes: 2048 });
+      const b = await uploadTensor(e, st, name);
+      expect(Array.from(await a.toArray())).toEqual(Array.from(await b.toArray()));
+      a.dispose();
+      b.dispose();
+    }
+    await pth.close();
+    await st.close();
+    await expect(openTensorSource(join(dir, 'nope.pth'))).rejects.toThrow(/checkpoint file not found/);
+    await expect(openTensorSource(join(dir, 'case.json'))).rejects.toThrow(/unknown checkpoint format/);
   });
 });
