@@ -2,5 +2,6 @@
 import './ops.ts';
 import './sched.ts';
 import './image.ts';
+import './ops_tokenizer.ts';
 export { verifyFixture, expandFixtureDirs, knownKinds, fixtureKind, registerKind, type VerifyResult, type FixtureKind } from './registry.ts';
 export { compareOutput, type OutputCheck } from './compare.ts';
