@@ -1,0 +1,65 @@
+// Video files: MP4 (H.264) round trip, PNG frame folders, no partial files on failure.
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeMp4 } from '../cli/output/mp4.ts';
+import { readMp4 } from '../cli/output/mp4-read.ts';
+import { readPngFrames, writePngFrames } from '../cli/output/png.ts';
+
+const tmp = mkdtempSync(join(tmpdir(), 'wan-out-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** A smooth moving gradient (compresses well, so the lossy round trip stays close). */
+function gradient(frames: number, height: number, width: number): Uint8Array {
+  const rgb = new Uint8Array(frames * height * width * 3);
+  for (let t = 0; t < frames; t++)
+    for (let y = 0; y < height; y++)
+      for (let x = 0; x < width; x++) {
+        const o = ((t * height + y) * width + x) * 3;
+        rgb[o] = (x * 4 + t * 8) & 255;
+        rgb[o + 1] = (y * 4) & 255;
+        rgb[o + 2] = 128;
+      }
+  return rgb;
+}
+
+describe('mp4', () => {
+  it('writes H.264 that decodes back to the same count, size, fps and close pixels', async () => {
+    const v = { rgb: gradient(9, 32, 48), frames: 9, height: 32, width: 48 };
+    const p = join(tmp, 'a.mp4');
+    await writeMp4(p, v, 16);
+    const back = await readMp4(p);
+    expect([back.frames, back.width, back.height]).toEqual([9, 48, 32]);
+    expect(back.fps).toBeCloseTo(16, 1);
+    let err = 0;
+    for (let i = 0; i < v.rgb.length; i++) err += Math.abs(back.rgb[i] - v.rgb[i]);
+    expect(err / v.rgb.length).toBeLessThan(6); // lossy, but the picture is there
+    expect(readdirSync(tmp).some((f) => f.includes('.partial'))).toBe(false);
+  });
+
+  it('refuses odd sizes and wrong buffers before writing anything', async () => {
+    const p = join(tmp, 'odd.mp4');
+    await expect(writeMp4(p, { rgb: new Uint8Array(3 * 5 * 7 * 3), frames: 3, height: 5, width: 7 }, 16)).rejects.toThrow(/even frame sizes/);
+    await expect(writeMp4(p, { rgb: new Uint8Array(10), frames: 3, height: 4, width: 4 }, 16)).rejects.toThrow(/not 3 frames of 4x4 RGB/);
+    expect(existsSync(p)).toBe(false);
+  });
+
+  it('leaves no partial file when the target folder is missing', async () => {
+    const p = join(tmp, 'missing-dir', 'b.mp4');
+    await expect(writeMp4(p, { rgb: gradient(2, 16, 16), frames: 2, height: 16, width: 16 }, 8)).rejects.toThrow();
+    expect(existsSync(join(tmp, 'missing-dir'))).toBe(false);
+  });
+});
+
+describe('png frames', () => {
+  it('round trips exactly', async () => {
+    const v = { rgb: gradient(3, 7, 5), frames: 3, height: 7, width: 5 };
+    const d = join(tmp, 'frames');
+    await writePngFrames(d, v);
+    const back = await readPngFrames(d);
+    expect([back.frames, back.width, back.height]).toEqual([3, 5, 7]);
+    expect(Buffer.from(back.rgb).equals(Buffer.from(v.rgb))).toBe(true);
+    expect(readdirSync(d)).toEqual(['frame_0000.png', 'frame_0001.png', 'frame_0002.png']);
+  });
+});
