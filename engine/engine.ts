@@ -94,8 +94,58 @@ export class Engine {
   empty(shape: readonly number[], dtype: DType = 'f32', label = 'tensor'): Tensor {
     this.gpu.check(`allocating "${label}"`);
     const numel = numelOf(shape);
-    const rowElems = shape.length > 1 ? numel / Math.max(1, shape[0]) : 1;
+    // Segments (only for tensors above the buffer limit) hold whole rows of the largest trailing
+    // block that fits one buffer: [1, L, C] splits on rows of C, not on its single leading row.
+    let rowElems = 1;
+    for (let k = 1; k <= shape.length; k++) {
+      const r = numelOf(shape.slice(k));
+      if (r > 0 && storageBytes(dtype, r) <= this.gpu.maxBufferBytes) {
+        rowElems = r;
+        break;
+      }
+    }
     return new Tensor(this, this.allocStorage(dtype, numel, rowElems, label), shape, label);
+  }
+
+  /** A tensor of zeros (cleared on the device, nothing uploaded). */
+  zeros(shape: readonly number[], dtype: DType = 'f32', label = 'zeros'): Tensor {
+    const t = this.empty(shape, dtype, label);
+    this.open();
+    this.endPass();
+    for (const seg of t.storage.segments) {
+      const bytes = storageBytes(dtype, seg.elems);
+      if (bytes > 0) this.encoder!.clearBuffer(seg.buffer, 0, bytes);
+    }
+    this.batchOps.push(`zeros ${label}`);
+    this.recorded++;
+    return t;
+  }
+
+  /**
+   * Records a copy of `count` elements from src[srcElem0...] to dst[dstElem0...] (same dtype; element
+   * offsets and the byte count must be 4-byte aligned). Segment boundaries are handled.
+   */
+  copyElements(src: Tensor, srcElem0: number, dst: Tensor, dstElem0: number, count: number): void {
+    src.assertAlive('copyElements');
+    dst.assertAlive('copyElements');
+    if (src.dtype !== dst.dtype) throw new Error(`copyElements: ${src.dtype} -> ${dst.dtype}`);
+    const b = dtypeBytes(src.dtype);
+    if (srcElem0 < 0 || dstElem0 < 0 || srcElem0 + count > src.numel || dstElem0 + count > dst.numel) {
+      throw new Error(`copyElements: range outside "${src.label}" [${src.shape}] or "${dst.label}" [${dst.shape}]`);
+    }
+    if (((srcElem0 * b) | (dstElem0 * b) | (count * b)) % 4 !== 0) throw new Error('copyElements: offsets and size must be 4-byte aligned');
+    this.open();
+    this.endPass();
+    let done = 0;
+    while (done < count) {
+      const s = src.storage.segments.find((g) => srcElem0 + done >= g.elem0 && srcElem0 + done < g.elem0 + g.elems)!;
+      const d = dst.storage.segments.find((g) => dstElem0 + done >= g.elem0 && dstElem0 + done < g.elem0 + g.elems)!;
+      const n = Math.min(count - done, s.elem0 + s.elems - (srcElem0 + done), d.elem0 + d.elems - (dstElem0 + done));
+      this.encoder!.copyBufferToBuffer(s.buffer, (srcElem0 + done - s.elem0) * b, d.buffer, (dstElem0 + done - d.elem0) * b, n * b);
+      done += n;
+    }
+    this.batchOps.push('copyElements');
+    this.recorded++;
   }
 
   /** A tensor holding `data` (converted to `dtype` on the host: bf16 rounds to nearest even). */

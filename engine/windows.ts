@@ -72,7 +72,19 @@ export function planWindows(gpu: Gpu, op: string, totalRows: number, operands: W
       const inSegment = Math.floor((seg.elem0 + seg.elems - r * o.rowElems) / o.rowElems);
       n = Math.min(n, fitBinding, inSegment);
     });
-    if (n < totalRows - r) n = Math.floor(n / granule) * granule;
+    if (n < totalRows - r) {
+      // The next window must start aligned inside its segment for every operand: take the largest
+      // window end (at most `granule` rows back) where that holds. Segment starts are offset 0.
+      let m = n;
+      const aligned = (end: number) =>
+        operands.every((o) => {
+          const elem = end * o.rowElems;
+          const seg = o.tensor.storage.segments.find((g) => elem >= g.elem0 && elem < g.elem0 + g.elems);
+          return !seg || ((elem - seg.elem0) * dtypeBytes(o.tensor.dtype)) % align === 0;
+        });
+      while (m > 0 && m > n - granule && !aligned(r + m)) m--;
+      n = aligned(r + m) ? m : 0;
+    }
     if (n <= 0) {
       const big = operands.map((o) => `"${o.tensor.label}" ${o.rowElems * dtypeBytes(o.tensor.dtype)} bytes/row`).join(', ');
       throw new Error(`${op}: cannot fit ${granule} aligned row(s) of (${big}) into one storage binding of ${gpu.maxBindingBytes} bytes`);

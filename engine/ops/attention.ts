@@ -1,0 +1,315 @@
+// Flash attention: softmax(scale * q k^T + bias) v per head, with an online softmax that never forms
+// the Lq x Lk logits. Windowed for tensors larger than one storage binding: query rows go in windows
+// (one dispatch each), and when one batch element's K/V do not fit one binding, the keys go in windows
+// too; the softmax state (running max and sum per row and head, unnormalised output) then carries from
+// one key window's dispatch to the next through a scratch buffer and the output itself.
+import { Uniforms, type Engine } from '../engine.ts';
+import type { Tensor } from '../tensor.ts';
+import { planWindows, wholeBinding, type Binding, type Window } from '../windows.ts';
+
+export type AttentionMaskMode = 'exclude' | 'float32min';
+export type AttentionVariant = 'auto' | 'subgroup8' | 'sg' | 'portable';
+
+export interface AttentionOptions {
+  /** Per batch element: keys j >= kLens[b] are masked (see maskMode). Query rows are all computed. */
+  kLens?: readonly number[];
+  /** Logit scale; default 1/sqrt(D). umT5 uses 1. */
+  scale?: number;
+  /**
+   * Additive per-head logit bias (natural-log units, not scaled): [N, Lq+Lk-1] relative table
+   * (bias of query i, key j at [n, j - i + Lq - 1], umT5's pos_bias) or the full [N, Lq, Lk].
+   */
+  bias?: Tensor;
+  /**
+   * 'exclude' (default, flash_attention's k_lens): masked keys take no part in the softmax; a row
+   * with no key left gives zeros. 'float32min' (umT5): a masked key's logit becomes
+   * finfo(float32).min, as torch's masked_fill on the bias does; a row whose keys are all masked
+   * then averages V over all keys, exactly like torch.
+   */
+  maskMode?: AttentionMaskMode;
+  /** Kernel choice; 'auto' takes the subgroup kernel on 8-lane subgroups (CPU adapters). */
+  variant?: AttentionVariant;
+  /** Write the result here (f32, same element count as q) instead of a new tensor. */
+  out?: Tensor;
+}
+
+interface Dims {
+  B: number;
+  L: number;
+  N: number;
+  D: number;
+}
+
+/** [B, L, N, D] or [L, N, D] (B = 1). */
+function dimsOf(op: string, name: string, t: Tensor): Dims {
+  const s = t.shape;
+  if (s.length === 4) return { B: s[0], L: s[1], N: s[2], D: s[3] };
+  if (s.length === 3) return { B: 1, L: s[0], N: s[1], D: s[2] };
+  throw new Error(`${op}: ${name} "${t.label}" has shape [${s}], expected [B, L, N, D] or [L, N, D]`);
+}
+
+/** Whether the 8-lane subgroup kernel is valid (and the better choice) on this adapter. */
+function subgroup8Usable(e: Engine): { valid: boolean; preferred: boolean } {
+  const info = e.gpu.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const min = info.subgroupMinSize ?? 0;
+  const max = info.subgroupMaxSize ?? 0;
+  const valid = e.gpu.hasSubgroups && min >= 8;
+  // Exactly 8 lanes: a CPU SIMD8 rasteriser (lavapipe), where a workgroup of 8 is one full vector.
+  return { valid, preferred: valid && max === 8 };
+}
+
+/** The part of a window that lies in [lo, hi): its offset inside the window's bindings and length. */
+function clip(w: Window, lo: number, hi: number): { off: number; pos: number; rows: number } | null {
+  const a = Math.max(w.row0, lo);
+  const b = Math.min(w.row0 + w.rows, hi);
+  return b > a ? { off: a - w.row0, pos: a - lo, rows: b - a } : null;
+}
+
+/**
+ * Attention o = softmax(scale * q k^T + bias, masked) v, per batch element and head.
+ * q [B, Lq, N, D], k/v [B, Lk, N, D] (or 3-D without B), f32; returns o with q's shape, f32.
+ */
+export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const op = 'flashAttention';
+  const qd = dimsOf(op, 'q', q);
+  const kd = dimsOf(op, 'k', k);
+  const vd = dimsOf(op, 'v', v);
+  const { B, N, D } = qd;
+  const Lq = qd.L;
+  const Lk = kd.L;
+  if (kd.B !== B || kd.N !== N || kd.D !== D || vd.B !== B || vd.L !== Lk || vd.N !== N || vd.D !== D) {
+    throw new Error(`${op}: shapes q [${q.shape}], k [${k.shape}], v [${v.shape}] do not agree (q [B, Lq, N, D], k/v [B, Lk, N, D])`);
+  }
+  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
+    if (t.dtype !== 'f32') throw new Error(`${op}: ${name} "${t.label}" is ${t.dtype}, expected f32`);
+  }
+  if (D === 0 || N === 0) throw new Error(`${op}: empty head dimension in q [${q.shape}]`);
+  const kLens = opts.kLens;
+  if (kLens !== undefined) {
+    if (kLens.length !== B) throw new Error(`${op}: kLens has ${kLens.length} entries for batch ${B}`);
+    for (const n of kLens) if (!Number.isInteger(n) || n < 0) throw new Error(`${op}: kLens entry ${n} is not a non-negative integer`);
+  }
+  const maskMode = opts.maskMode ?? 'exclude';
+  const scale = opts.scale ?? 1 / Math.sqrt(D);
+
+  let biasMode = 0;
+  if (opts.bias) {
+    const b = opts.bias;
+    if (b.dtype !== 'f32') throw new Error(`${op}: bias "${b.label}" is ${b.dtype}, expected f32`);
+    if (b.shape.length === 2 && b.shape[0] === N && b.shape[1] === Lq + Lk - 1) biasMode = 1;
+    else if (b.shape.length === 3 && b.shape[0] === N && b.shape[1] === Lq && b.shape[2] === Lk) biasMode = 2;
+    else throw new Error(`${op}: bias [${b.shape}] is neither [N, Lq+Lk-1] = [${N}, ${Lq + Lk - 1}] nor [N, Lq, Lk] = [${N}, ${Lq}, ${Lk}]`);
+  }
+
+  const sg = subgroup8Usable(e);
+  const variant = opts.variant ?? 'auto';
+  let useSg8: boolean;
+  if (variant === 'subgroup8') {
+    if (!sg.valid) throw new Error(`${op}: the subgroup8 kernel needs subgroups of at least 8 lanes`);
+    if (D % 4 !== 0) throw new Error(`${op}: the subgroup8 kernel needs a head dim multiple of 4 (got ${D})`);
+    useSg8 = true;
+  } else {
+    useSg8 = variant === 'auto' && sg.preferred && D % 4 === 0;
+  }
+  const TM = Number(process.env.ATT_TM ?? 8), TN = Number(process.env.ATT_TN ?? 8);
+  const pipeline = variant === 'sg'
+    ? e.pipeline('attention_sg', sgAttentionDefines(TM, TN, D, biasMode))
+    : useSg8
+    ? e.pipeline('attention_sg8', { D, BIAS: biasMode })
+    : e.pipeline('attention', { D, BK: Math.max(1, Math.min(16, Math.floor(2048 / D))), BIAS: biasMode });
+  const rowsPerWorkgroup = variant === 'sg' ? TM : useSg8 ? 8 : 64;
+
+  // Output rows: one token (all heads) per row, so segments and windows hold whole tokens.
+  let o: Tensor;
+  if (opts.out) {
+    o = opts.out;
+    if (o.dtype !== 'f32' || o.numel !== q.numel) throw new Error(`${op}: out "${o.label}" [${o.shape}] ${o.dtype} cannot hold o [${q.shape}] f32`);
+  } else {
+    const flat = e.empty([B * Lq, N, D], 'f32', 'attention out');
+    o = q.shape.length === 3 ? flat : flat.reshape(q.shape);
+    if (o !== flat) flat.dispose();
+  }
+  if (B * Lq === 0) return o;
+
+  e.scope(() => {
+    const rowElems = N * D;
+    const kWins = planWindows(e.gpu, op, B * Lk, [
+      { tensor: k, rowElems },
+      { tensor: v, rowElems },
+    ]);
+    // Keys each batch element iterates: all Lk under float32min masking, else the unmasked ones.
+    const keyEnd = (b: number) => (maskMode === 'exclude' ? Math.min(Lk, kLens?.[b] ?? Lk) : Lk);
+    const keyWindows = (b: number) => {
+      const parts = kWins.map((w) => ({ w, c: clip(w, b * Lk, b * Lk + keyEnd(b)) })).filter((p): p is { w: Window; c: NonNullable<ReturnType<typeof clip>> } => p.c !== null);
+      // An empty key set still needs one dispatch (it writes zeros).
+      return parts.length ? parts : [{ w: kWins[0], c: { off: 0, pos: 0, rows: 0 } }];
+    };
+    let multi = false;
+    for (let b = 0; b < B; b++) if (keyWindows(b).length > 1) multi = true;
+
+    // State rows padded to the storage offset alignment, so that they never constrain the windows.
+    const alignElems = e.gpu.storageAlign / 4;
+    const stStride = Math.ceil((2 * N) / alignElems) * alignElems;
+    const state = multi ? e.empty([B * Lq, stStride], 'f32', 'attention state') : e.empty([1], 'f32', 'attention state (unused)');
+    const qOperands = [
+      { tensor: q, rowElems },
+      { tensor: o, rowElems },
+    ];
+    if (multi) qOperands.push({ tensor: state, rowElems: stStride });
+    const qWins = planWindows(e.gpu, op, B * Lq, qOperands);
+    const stateWhole = multi ? null : wholeBinding(e.gpu, state, op);
+    const biasTensor = opts.bias ?? e.empty([1], 'f32', 'attention bias (unused)');
+    const biasBinding = wholeBinding(e.gpu, biasTensor, op);
+
+    for (const qw of qWins) {
+      for (let b = 0; b < B; b++) {
+        const qc = clip(qw, b * Lq, (b + 1) * Lq);
+        if (!qc) continue;
+        const kValid = Math.min(Lk, kLens?.[b] ?? Lk);
+        const parts = keyWindows(b);
+        parts.forEach(({ w: kw, c: kc }, i) => {
+          const flags = (i === 0 ? 1 : 0) | (i === parts.length - 1 ? 2 : 0);
+          const params = new Uniforms()
+            .u32(qc.rows)
+            .u32(qc.off)
+            .u32(qc.pos)
+            .u32(kc.rows)
+            .u32(kc.off)
+            .u32(kc.pos)
+            .u32(Math.max(0, Math.min(kc.rows, kValid - kc.pos)))
+            .u32(N)
+            .u32(flags)
+            .u32(Lq)
+            .u32(Lk)
+            .f32(scale * Math.LOG2E)
+            .u32(stStride);
+          const buffers: Binding[] = [qw.bindings[0], kw.bindings[0], kw.bindings[1], qw.bindings[1], multi ? qw.bindings[2] : stateWhole!, biasBinding];
+          e.dispatch({ op, pipeline, params, buffers, workgroups: Math.ceil(qc.rows / rowsPerWorkgroup) * N });
+        });
+      }
+    }
+  });
+  return o;
+}
+
+// ------------------------------------------------------------------ subgroup kernel code
+
+/** Rows grouped by up to 4 (one vector per subgroup reduction). */
+function rowGroups(TM: number): number[][] {
+  const groups: number[][] = [];
+  for (let i = 0; i < TM; i += 4) groups.push([...Array(Math.min(4, TM - i)).keys()].map((x) => x + i));
+  return groups;
+}
+
+/** One subgroup reduction over a group of row scalars: `let out_i = ...` lines. */
+function reduceRows(fn: string, rows: number[], expr: (i: number) => string, out: (i: number) => string, ind: string): string[] {
+  if (rows.length === 1) return [`${ind}let ${out(rows[0])} = ${fn}(${expr(rows[0])});`];
+  const vec = `vec${rows.length}<f32>`;
+  const tmp = `${out(rows[0])}_v`;
+  const lines = [`${ind}let ${tmp} = ${fn}(${vec}(${rows.map(expr).join(', ')}));`];
+  rows.forEach((i, k) => lines.push(`${ind}let ${out(i)} = ${tmp}.${'xyzw'[k]};`));
+  return lines;
+}
+
+/**
+ * The unrolled parts of attention_sg.wgsl for TM query rows per workgroup, TN keys per lane and block,
+ * head dim D (multiple of 8): every per-lane value is a named scalar so that it lives in a register.
+ */
+export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: number): Record<string, string | number> {
+  if (D % 8 !== 0) throw new Error(`attention_sg: head dim ${D} is not a multiple of 8`);
+  const I = [...Array(TM).keys()];
+  const J = [...Array(TN).keys()];
+  const C = [...Array(D / 8).keys()];
+  const groups = rowGroups(TM);
+  // The bias term is emitted even without a bias (bias_at folds to 0): it keeps the binding in the layout.
+  const bias = true;
+
+  const setup: string[] = [];
+  for (const i of I) {
+    setup.push(`  let r${i} = P.q_off + min(row0 + ${i}u, P.q_rows - 1u);`);
+    setup.push(`  let qr${i} = r${i} * stride + head;`);
+    if (bias) setup.push(`  let qp${i} = P.q_pos + min(row0 + ${i}u, P.q_rows - 1u);`);
+    setup.push(`  var m${i} = F32_MIN;`);
+    setup.push(`  var l${i} = 0.0;`);
+    setup.push('  ' + C.map((c) => `var a${i}_${c} = 0.0;`).join(' '));
+  }
+  setup.push('  if (!first) {');
+  for (const i of I) {
+    setup.push(`    m${i} = ST[r${i} * P.st_stride + 2u * n];`);
+    setup.push(`    l${i} = select(0.0, ST[r${i} * P.st_stride + 2u * n + 1u], lane == 0u);`);
+    setup.push('    ' + C.map((c) => `a${i}_${c} = O[qr${i} + ${8 * c}u + lane];`).join(' '));
+  }
+  setup.push('  }');
+
+  const keys: string[] = [];
+  for (const j of J) keys.push(`    let kr${j} = (P.k_off + min(kb + ${8 * j}u + lane, P.k_rows - 1u)) * stride + head;`);
+  for (const i of I) keys.push('    ' + J.map((j) => `var s${i}_${j} = 0.0;`).join(' '));
+
+  const logits: string[] = [];
+  const ind = '      ';
+  for (const i of I) logits.push(`${ind}let q${i} = Q[qr${i} + d0 + lane];`);
+  for (const j of J) {
+    logits.push(`${ind}let k${j}a = K[(kr${j} + d0) >> 2u];`);
+    logits.push(`${ind}let k${j}b = K[((kr${j} + d0) >> 2u) + 1u];`);
+  }
+  for (let kk = 0; kk < 8; kk++) {
+    const comp = `${kk < 4 ? 'a' : 'b'}.${'xyzw'[kk & 3]}`;
+    for (const i of I) {
+      logits.push(`${ind}{ let b = subgroupBroadcast(q${i}, ${kk}u);`);
+      for (const j of J) logits.push(`${ind}  s${i}_${j} = fma(b, k${j}${comp}, s${i}_${j});`);
+      logits.push(`${ind}}`);
+    }
+  }
+
+  const sm: string[] = [];
+  const i4 = '    ';
+  for (const j of J) {
+    sm.push(`${i4}let key${j} = kb + ${8 * j}u + lane;`);
+    sm.push(`${i4}let out${j} = key${j} >= P.k_rows;`);
+    sm.push(`${i4}let msk${j} = out${j} || key${j} >= P.k_valid;`);
+    if (bias) sm.push(`${i4}let kp${j} = P.k_pos + min(key${j}, P.k_rows - 1u);`);
+  }
+  for (const i of I) {
+    for (const j of J) {
+      const b = bias ? ` + bias_at(n, qp${i}, kp${j})` : '';
+      sm.push(`${i4}let t${i}_${j} = select(s${i}_${j} * P.scale_log2${b}, F32_MIN, msk${j});`);
+    }
+  }
+  const maxOf = (i: number) => J.reduce((acc, j) => (acc ? `max(${acc}, t${i}_${j})` : `t${i}_${j}`), '');
+  for (const g of groups) sm.push(...reduceRows('subgroupMax', g, maxOf, (i) => `bm${i}`, i4));
+  for (const i of I) {
+    sm.push(`${i4}let mn${i} = max(m${i}, bm${i});`);
+    sm.push(`${i4}let al${i} = exp2(m${i} - mn${i});`);
+    sm.push(`${i4}m${i} = mn${i};`);
+    for (const j of J) sm.push(`${i4}let p${i}_${j} = select(exp2(t${i}_${j} - mn${i}), 0.0, out${j});`);
+    sm.push(`${i4}l${i} = l${i} * al${i} + ${J.map((j) => `p${i}_${j}`).join(' + ')};`);
+    sm.push(`${i4}` + C.map((c) => `a${i}_${c} *= al${i};`).join(' '));
+  }
+
+  const pv: string[] = [];
+  for (const j of J) {
+    for (let x = 0; x < 8; x++) {
+      const k = 8 * j + x;
+      pv.push(`${i4}if (kb + ${k}u < P.k_rows) {`);
+      pv.push(`${i4}  let vr = (P.k_off + kb + ${k}u) * stride + head + lane;`);
+      pv.push(`${i4}  ` + C.map((c) => `let v${c} = V[vr + ${8 * c}u];`).join(' '));
+      for (const i of I) {
+        pv.push(`${i4}  { let p = subgroupBroadcast(p${i}_${j}, ${x}u);`);
+        pv.push(`${i4}    ` + C.map((c) => `a${i}_${c} = fma(p, v${c}, a${i}_${c});`).join(' '));
+        pv.push(`${i4}  }`);
+      }
+      pv.push(`${i4}}`);
+    }
+  }
+
+  const fin: string[] = [];
+  for (const g of groups) fin.push(...reduceRows('subgroupAdd', g, (i) => `l${i}`, (i) => `lt${i}`, '  '));
+  for (const i of I) {
+    fin.push(`  if (row0 + ${i}u < P.q_rows) {`);
+    fin.push(`    let inv = select(1.0, select(1.0 / lt${i}, 0.0, lt${i} == 0.0), last);`);
+    fin.push('    ' + C.map((c) => `O[qr${i} + ${8 * c}u + lane] = a${i}_${c} * inv;`).join(' '));
+    fin.push(`    if (!last && lane == 0u) { ST[r${i} * P.st_stride + 2u * n] = m${i}; ST[r${i} * P.st_stride + 2u * n + 1u] = lt${i}; }`);
+    fin.push('  }');
+  }
+  return { D, TM, KB: 8 * TN, BIAS: biasMode, SETUP: setup.join('\n'), KEYS: keys.join('\n'), LOGITS: logits.join('\n'), SOFTMAX: sm.join('\n'), PV: pv.join('\n'), FINISH: fin.join('\n') };
+}

@@ -1,0 +1,358 @@
+// WanModel, the diffusion transformer of Wan2.2 (t2v / i2v 14B experts and the dense ti2v-5B), as
+// the official wan/modules/model.py computes it, on the engine. Latents live on the host (the
+// samplers run there); one forward uploads the patchified latent, runs every block on the device
+// and reads back the head output. Classifier-free guidance runs as a batch: the same latent with B
+// contexts (cond, uncond) in one pass, sharing the weights.
+import { Engine, Tensor, ops, type DType } from '../engine/index.ts';
+import type { TensorSource } from '../loaders/source.ts';
+import { uploadTensor, type UploadStats } from '../loaders/upload.ts';
+import { inferDitConfig, type DitConfig } from './dit-config.ts';
+
+type GridSize = [number, number, number];
+
+interface Linear {
+  w: Tensor;
+  b: Tensor | null;
+}
+
+interface Block {
+  modulation: Tensor; // [1, 6, C] f32
+  selfQ: Linear;
+  selfK: Linear;
+  selfV: Linear;
+  selfO: Linear;
+  selfNormQ: Tensor;
+  selfNormK: Tensor;
+  norm3W: Tensor | null;
+  norm3B: Tensor | null;
+  crossQ: Linear;
+  crossK: Linear;
+  crossV: Linear;
+  crossO: Linear;
+  crossNormQ: Tensor;
+  crossNormK: Tensor;
+  ffn0: Linear;
+  ffn2: Linear;
+}
+
+export interface DitLoadOptions {
+  /** Storage dtype of the linear weights on the device (default bf16); norms, biases, modulation stay f32. */
+  dtype?: DType;
+  /** Called after each tensor is uploaded (progress). */
+  onTensor?: (name: string, done: number, total: number) => void;
+}
+
+/** Intermediate tensors handed out while tracing (verification against the reference). */
+export type DitTrace = (name: string, t: Tensor) => void | Promise<void>;
+
+export interface DitInput {
+  /** Latent [inDim - yChannels, F, H, W] (host float32). */
+  x: Float32Array;
+  /** Latent shape (C, F, H, W) of x. */
+  shape: [number, number, number, number];
+  /** i2v conditioning, concatenated after x along channels: [C_y, F, H, W]. */
+  y?: Float32Array;
+  /** One timestep for all tokens (t2v, i2v) or one per token, seqLen values (ti2v). */
+  t: number | Float32Array;
+  /** Text contexts [L_i, textDim] (host float32): one per batch element (CFG: cond, uncond). */
+  contexts: Float32Array[];
+  /** Token count the model pads to (>= F*H*W/patch volume). */
+  seqLen: number;
+}
+
+export class WanDiT {
+  private constructor(
+    readonly e: Engine,
+    readonly config: DitConfig,
+    private patchW: Tensor, // [dim, inDim*pt*ph*pw]
+    private patchB: Tensor,
+    private text0: Linear,
+    private text2: Linear,
+    private time0: Linear,
+    private time2: Linear,
+    private proj: Linear,
+    private blocks: Block[],
+    private headMod: Tensor, // [1, 2, C]
+    private head: Linear,
+  ) {}
+
+  /** RoPE table rows 0..n-1 (only the positions a grid uses: the full 1024 rows would not fit small bindings). */
+  private rope: Tensor | null = null;
+  private ropeFor(grid: GridSize): Tensor {
+    const rows = Math.max(...grid);
+    if (!this.rope || this.rope.shape[0] < rows) {
+      this.rope?.dispose();
+      this.rope = ops.ropeTable(this.e, this.config.dim / this.config.numHeads, rows);
+    }
+    return this.rope;
+  }
+
+  static async load(e: Engine, src: TensorSource, json: Record<string, unknown> | null, opts: DitLoadOptions = {}): Promise<WanDiT> {
+    const cfg = inferDitConfig(src, json);
+    const dtype = opts.dtype ?? 'bf16';
+    const total = src.names().length;
+    let done = 0;
+    const stats: UploadStats = { overflows: 0 };
+    const loaded: Tensor[] = [];
+    const get = async (name: string, kind: 'weight' | 'f32', shape?: number[]) => {
+      const t = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape }, stats);
+      loaded.push(t);
+      opts.onTensor?.(name, ++done, total);
+      return t;
+    };
+    const lin = async (prefix: string, bias = true): Promise<Linear> => ({
+      w: await get(`${prefix}.weight`, 'weight'),
+      b: bias ? await get(`${prefix}.bias`, 'f32') : null,
+    });
+    try {
+      const C = cfg.dim;
+      const patchVolume = cfg.patch[0] * cfg.patch[1] * cfg.patch[2];
+      // kernel == stride: the conv is a linear map of each flattened patch (c, kt, kh, kw order).
+      const patchConv = await get('patch_embedding.weight', 'weight');
+      const patchW = patchConv.reshape([C, cfg.inDim * patchVolume]);
+      loaded.push(patchW);
+      patchConv.dispose();
+      const patchB = await get('patch_embedding.bias', 'f32');
+      const text0 = await lin('text_embedding.0');
+      const text2 = await lin('text_embedding.2');
+      const time0 = await lin('time_embedding.0');
+      const time2 = await lin('time_embedding.2');
+      const proj = await lin('time_projection.1');
+      const blocks: Block[] = [];
+      for (let i = 0; i < cfg.numLayers; i++) {
+        const p = `blocks.${i}`;
+        blocks.push({
+          modulation: await get(`${p}.modulation`, 'f32', [1, 6, C]),
+          selfQ: await lin(`${p}.self_attn.q`),
+          selfK: await lin(`${p}.self_attn.k`),
+          selfV: await lin(`${p}.self_attn.v`),
+          selfO: await lin(`${p}.self_attn.o`),
+          selfNormQ: await get(`${p}.self_attn.norm_q.weight`, 'f32'),
+          selfNormK: await get(`${p}.self_attn.norm_k.weight`, 'f32'),
+          norm3W: cfg.crossAttnNorm ? await get(`${p}.norm3.weight`, 'f32') : null,
+          norm3B: cfg.crossAttnNorm ? await get(`${p}.norm3.bias`, 'f32') : null,
+          crossQ: await lin(`${p}.cross_attn.q`),
+          crossK: await lin(`${p}.cross_attn.k`),
+          crossV: await lin(`${p}.cross_attn.v`),
+          crossO: await lin(`${p}.cross_attn.o`),
+          crossNormQ: await get(`${p}.cross_attn.norm_q.weight`, 'f32'),
+          crossNormK: await get(`${p}.cross_attn.norm_k.weight`, 'f32'),
+          ffn0: await lin(`${p}.ffn.0`),
+          ffn2: await lin(`${p}.ffn.2`),
+        });
+      }
+      const headMod = await get('head.modulation', 'f32', [1, 2, C]);
+      const head = await lin('head.head');
+      if (stats.overflows > 0) console.warn(`warning: ${stats.overflows} DiT weights overflowed to infinity in ${dtype}; use --dtype bf16`);
+      return new WanDiT(e, cfg, patchW, patchB, text0, text2, time0, time2, proj, blocks, headMod, head);
+    } catch (err) {
+      for (const t of loaded) t.dispose();
+      throw err;
+    }
+  }
+
+  /** Frees every weight. */
+  dispose(): void {
+    const all: (Tensor | null)[] = [this.patchW, this.patchB, this.headMod, this.rope];
+    this.rope = null;
+    for (const l of [this.text0, this.text2, this.time0, this.time2, this.proj, this.head]) all.push(l.w, l.b);
+    for (const b of this.blocks) {
+      all.push(b.modulation, b.selfNormQ, b.selfNormK, b.norm3W, b.norm3B, b.crossNormQ, b.crossNormK);
+      for (const l of [b.selfQ, b.selfK, b.selfV, b.selfO, b.crossQ, b.crossK, b.crossV, b.crossO, b.ffn0, b.ffn2]) all.push(l.w, l.b);
+    }
+    for (const t of all) t?.dispose();
+  }
+
+  private linear(x: Tensor, l: Linear, opts: ops.LinearOptions = {}): Tensor {
+    return ops.linear(this.e, x, l.w, { ...opts, bias: l.b ?? undefined });
+  }
+
+  /** Token grid (F, H/ph, W/pw) of a latent. */
+  grid(shape: [number, number, number, number]): GridSize {
+    const [pt, ph, pw] = this.config.patch;
+    const [, F, H, W] = shape;
+    if (F % pt || H % ph || W % pw) throw new Error(`latent [${shape}] is not divisible by the patch ${this.config.patch}`);
+    return [F / pt, H / ph, W / pw];
+  }
+
+  /**
+   * One forward pass. Returns the model output [outDim, F, H, W] per context (host float32).
+   * `trace` receives intermediates (named like the reference fixtures) for verification.
+   */
+  async forward(input: DitInput, trace?: DitTrace): Promise<Float32Array[]> {
+    const e = this.e;
+    const cfg = this.config;
+    const B = input.contexts.length;
+    if (B < 1) throw new Error('DiT forward: no context');
+    const grid = this.grid(input.shape);
+    const L = grid[0] * grid[1] * grid[2];
+    const S = input.seqLen;
+    if (S < L) throw new Error(`DiT forward: seq_len ${S} < ${L} tokens`);
+    const C = cfg.dim;
+    const N = cfg.numHeads;
+    const D = C / N;
+    // Kept across forwards (outside the scope that frees the activations).
+    const rope = this.ropeFor(grid);
+    const head = await e.scope(async () => {
+      // --- patch embedding: host patchify, one linear; padded rows stay zero
+      const patches = this.patchify(input, grid);
+      const tokensReal = this.linear(e.upload(patches, [L, patches.length / L], 'f32', 'patches'), { w: this.patchW, b: this.patchB });
+      if (trace) await trace('patch_tokens', tokensReal.reshape([1, L, C]));
+      let x: Tensor;
+      if (S === L && B === 1) x = tokensReal.reshape([1, L, C]);
+      else {
+        x = e.zeros([B, S, C], 'f32', 'x tokens');
+        for (let b = 0; b < B; b++) e.copyElements(tokensReal, 0, x, b * S * C, L * C);
+      }
+      if (trace) await trace('x_tokens', x);
+      // --- time embedding (float64 sinusoid on the host), per token or one for all
+      const perToken = typeof input.t !== 'number';
+      const tHost = perToken ? (input.t as Float32Array) : Float32Array.of(input.t as number);
+      if (perToken && tHost.length !== S) throw new Error(`DiT forward: ${tHost.length} per-token timesteps for seq_len ${S}`);
+      const G = tHost.length;
+      const sin = ops.sinusoidalEmbedding(e, tHost, cfg.freqDim);
+      if (trace) await trace('sin_emb', sin.reshape([1, G, cfg.freqDim]));
+      const eEmb = this.linear(this.linear(sin, this.time0, { activation: 'silu' }), this.time2); // [G, C]
+      const e0 = this.linear(ops.silu(e, eEmb), this.proj).reshape([G, 6, C]);
+      if (trace) {
+        await trace('e', eEmb.reshape([1, G, C]));
+        await trace('e0', e0.reshape([1, G, 6, C]));
+      }
+      // Per-token modulation is per batch element too: repeat it for the B contexts.
+      const e0b = perToken && B > 1 ? this.repeatBatch(e0, B) : e0;
+      const eb = perToken && B > 1 ? this.repeatBatch(eEmb, B) : eEmb;
+      // --- text embedding of the contexts zero-padded to text_len
+      const ctxHost = new Float32Array(B * cfg.textLen * cfg.textDim);
+      input.contexts.forEach((c, b) => {
+        if (c.length % cfg.textDim !== 0) throw new Error(`DiT forward: context of ${c.length} values is not rows of ${cfg.textDim}`);
+        if (c.length / cfg.textDim > cfg.textLen) throw new Error(`DiT forward: context of ${c.length / cfg.textDim} tokens exceeds text_len ${cfg.textLen}`);
+        ctxHost.set(c, b * cfg.textLen * cfg.textDim);
+      });
+      const ctxPadded = e.upload(ctxHost, [B, cfg.textLen, cfg.textDim], 'f32', 'context');
+      if (trace) await trace('context_padded', ctxPadded);
+      const ctx = this.linear(this.linear(ctxPadded, this.text0, { activation: 'gelu_tanh' }), this.text2);
+      if (trace) await trace('context_emb', ctx);
+      const grids = Array.from({ length: B }, () => grid);
+      for (let i = 0; i < this.blocks.length; i++) {
+        const next = e.scope(() => this.block(this.blocks[i], x, e0b, ctx, grids, rope, L, i === 0 ? trace : undefined));
+        x = await next;
+        if (trace) await trace(`block.${i}`, x);
+      }
+      // --- head: norm, modulation by (head.modulation + e), linear
+      const hm = ops.binary(e, 'add', this.headMod, eb.reshape([eb.shape[0], 1, C])); // [G', 2, C]
+      const h = ops.layerNormModulate(e, x, { tensor: hm, chunk: 0 }, { tensor: hm, chunk: 1 }, { eps: cfg.eps });
+      const out = this.linear(h, this.head);
+      if (trace) await trace('head', out);
+      return out;
+    });
+    const data = (await head.toArray()) as Float32Array;
+    head.dispose();
+    return Array.from({ length: B }, (_, b) => this.unpatchify(data.subarray(b * S * head.shape[2], (b * S + L) * head.shape[2]), grid));
+  }
+
+  private async block(blk: Block, x: Tensor, e0: Tensor, ctx: Tensor, grids: GridSize[], rope: Tensor, L: number, trace?: DitTrace): Promise<Tensor> {
+    const e = this.e;
+    const cfg = this.config;
+    const [B, S, C] = x.shape;
+    const N = cfg.numHeads;
+    const D = C / N;
+    const mod = ops.binary(e, 'add', blk.modulation, e0); // [G, 6, C]
+    const chunk = (k: number) => ({ tensor: mod, chunk: k });
+    // self-attention on the modulated norm1
+    const h = ops.layerNormModulate(e, x, chunk(0), chunk(1), { eps: cfg.eps });
+    if (trace) await trace('block0.self_attn_in', h);
+    const q = ops.ropeApply(e, ops.rmsNorm(e, this.linear(h, blk.selfQ), blk.selfNormQ, { eps: cfg.eps }).reshape([B, S, N, D]), grids, rope);
+    const k = ops.ropeApply(e, ops.rmsNorm(e, this.linear(h, blk.selfK), blk.selfNormK, { eps: cfg.eps }).reshape([B, S, N, D]), grids, rope);
+    const v = this.linear(h, blk.selfV).reshape([B, S, N, D]);
+    if (trace) {
+      await trace('block0.q_rope', q);
+      await trace('block0.k_rope', k);
+    }
+    const a = ops.flashAttention(e, q, k, v, { kLens: Array(B).fill(L) }).reshape([B, S, C]);
+    if (trace) await trace('block0.self_attn_raw', a);
+    const y = this.linear(a, blk.selfO);
+    if (trace) await trace('block0.self_attn_out', y);
+    x = ops.gatedResidual(e, x, y, chunk(2));
+    // cross-attention (no mask: the padded context rows are attended to, as in the official model)
+    const n3 = blk.norm3W ? ops.layerNorm(e, x, { weight: blk.norm3W, bias: blk.norm3B ?? undefined, eps: cfg.eps }) : x;
+    if (trace) await trace('block0.norm3_out', n3);
+    const T = ctx.shape[1];
+    const cq = ops.rmsNorm(e, this.linear(n3, blk.crossQ), blk.crossNormQ, { eps: cfg.eps }).reshape([B, S, N, D]);
+    const ck = ops.rmsNorm(e, this.linear(ctx, blk.crossK), blk.crossNormK, { eps: cfg.eps }).reshape([B, T, N, D]);
+    const cv = this.linear(ctx, blk.crossV).reshape([B, T, N, D]);
+    const ca = ops.flashAttention(e, cq, ck, cv).reshape([B, S, C]);
+    if (trace) {
+      await trace('block0.cross_attn_raw', ca);
+      const co = this.linear(ca, blk.crossO);
+      await trace('block0.cross_attn_out', co);
+      x = ops.binary(e, 'add', x, co);
+    } else {
+      x = this.linear(ca, blk.crossO, { residual: { x } });
+    }
+    // feed-forward on the modulated norm2
+    const f = ops.layerNormModulate(e, x, chunk(3), chunk(4), { eps: cfg.eps });
+    if (trace) await trace('block0.ffn_in', f);
+    const ff = this.linear(this.linear(f, blk.ffn0, { activation: 'gelu_tanh' }), blk.ffn2);
+    if (trace) await trace('block0.ffn_out', ff);
+    return ops.gatedResidual(e, x, ff, chunk(5));
+  }
+
+  /** [G, ...] -> [B*G, ...] by copying (per-token modulation shared by the CFG batch). */
+  private repeatBatch(t: Tensor, B: number): Tensor {
+    const out = this.e.empty([B * t.shape[0], ...t.shape.slice(1)], t.dtype, `${t.label} x${B}`);
+    for (let b = 0; b < B; b++) this.e.copyElements(t, 0, out, b * t.numel, t.numel);
+    return out;
+  }
+
+  /** x (and y) [C, F, H, W] -> patches [L, C*pt*ph*pw], tokens in (f, h, w) order, features (c, kt, kh, kw). */
+  private patchify(input: DitInput, grid: GridSize): Float32Array {
+    const [pt, ph, pw] = this.config.patch;
+    const [Cx, F, H, W] = input.shape;
+    const plane = F * H * W;
+    if (input.x.length !== Cx * plane) throw new Error(`DiT forward: latent has ${input.x.length} values, expected ${Cx}x${F}x${H}x${W}`);
+    const Cy = input.y ? input.y.length / plane : 0;
+    if (!Number.isInteger(Cy)) throw new Error('DiT forward: y is not a whole number of latent channels');
+    const Cin = Cx + Cy;
+    if (Cin !== this.config.inDim) throw new Error(`DiT forward: ${Cin} input channels (x ${Cx} + y ${Cy}), the model takes ${this.config.inDim}`);
+    const [gf, gh, gw] = grid;
+    const K = Cin * pt * ph * pw;
+    const out = new Float32Array(gf * gh * gw * K);
+    let r = 0;
+    for (let f = 0; f < gf; f++)
+      for (let hh = 0; hh < gh; hh++)
+        for (let ww = 0; ww < gw; ww++, r++) {
+          let k = 0;
+          for (let c = 0; c < Cin; c++) {
+            const src = c < Cx ? input.x : input.y!;
+            const base = (c < Cx ? c : c - Cx) * plane;
+            for (let a = 0; a < pt; a++)
+              for (let b = 0; b < ph; b++)
+                for (let d = 0; d < pw; d++) out[r * K + k++] = src[base + ((f * pt + a) * H + hh * ph + b) * W + ww * pw + d];
+          }
+        }
+    return out;
+  }
+
+  /** Head rows [L, pt*ph*pw*outDim] -> [outDim, F, H, W] (channel fastest in the head: 'fhwpqrc->cfphqwr'). */
+  private unpatchify(rows: Float32Array, grid: GridSize): Float32Array {
+    const [pt, ph, pw] = this.config.patch;
+    const c = this.config.outDim;
+    const [gf, gh, gw] = grid;
+    const F = gf * pt;
+    const H = gh * ph;
+    const W = gw * pw;
+    const out = new Float32Array(c * F * H * W);
+    const K = pt * ph * pw * c;
+    let r = 0;
+    for (let f = 0; f < gf; f++)
+      for (let hh = 0; hh < gh; hh++)
+        for (let ww = 0; ww < gw; ww++, r++)
+          for (let a = 0; a < pt; a++)
+            for (let b = 0; b < ph; b++)
+              for (let d = 0; d < pw; d++)
+                for (let ch = 0; ch < c; ch++) {
+                  out[((ch * F + f * pt + a) * H + hh * ph + b) * W + ww * pw + d] = rows[r * K + ((a * ph + b) * pw + d) * c + ch];
+                }
+    return out;
+  }
+}
