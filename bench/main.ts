@@ -2,6 +2,7 @@
 // compute ceiling / stream bandwidth and against peers (onnxruntime WebGPU, tfjs WebGPU, torch CPU),
 // all measured in the same run. `npm run bench -- busypoll`: the Dawn polling experiment.
 // See bench/README.md for what each column means and how every system is timed.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { deviceFlagHelp, deviceFlagSpec, deviceOptions } from '../cli/device-flags.ts';
 import { Engine } from '../engine/index.ts';
@@ -10,6 +11,7 @@ import { type BenchCase, type Kernel, KERNELS, type SizeSet, casesFor, shapeOf }
 import { type CeilingOptions, measureComputeCeiling, measureStream } from './ceiling.ts';
 import { gentlePollingEnabled } from './idle.ts';
 import { runPeer } from './peer-runner.ts';
+import { CaseGuard } from './peers/protocol.ts';
 import { formatText } from './report.ts';
 import { type Ceilings, type Measurement, PEERS, type Peer, type Row, makeRow } from './rows.ts';
 import { FULL_POLICY, QUICK_POLICY, type TimingPolicy } from './timing.ts';
@@ -17,19 +19,26 @@ import { timeWanCase } from './wan-cases.ts';
 
 const usage = `usage: npm run bench -- kernels [--json] [--quick] [--only <kernel>] [options]
        npm run bench -- busypoll [--json] [--size M,K,N]
+       npm run bench -- report <rows.json>
 
-kernels   time our kernels (${KERNELS.join(', ')}) at the Wan shapes, the adapter's compute ceiling and
-          stream bandwidth, and the same work in the peers, each in its own process, one after another:
-          ${PEERS.join(', ')}
+kernels   time our kernels (${KERNELS.join(', ')}) at the Wan shapes,
+          the adapter's compute ceiling and stream bandwidth, and the same work in the peers, each in
+          its own process, one after another: ${PEERS.join(', ')}
   --json            print one JSON array of rows {kernel, shape, system, medianMs, gflops, gbps,
                     ceilingPct, runs, note?} instead of the table
   --quick           reduced shapes (matmul 1024x3072x3072, attention seq 1024, ...), shorter budgets
   --only KERNEL     one kernel family
   --peers LIST      comma-separated subset of the peers, or "none"
   --budget-ms N     wall-clock budget per case and system (default 20000, quick 6000)
+  --max-case-s N    skip a case whose one run is predicted (from the system's GFLOP/s on the
+                    previous case of the same kernel) to exceed N s; default 60 for full shapes,
+                    none otherwise; 0 = no cap
+  --no-tune         do not run the matmul autotuner first (use its cached or default choice);
+                    tuning happens once per adapter and shape class, then it is cached on disk
   --tiny            tiny shapes and budgets (the smoke test; env WAN_BENCH_TINY=1)
 busypoll  time a matmul-sized job with Dawn's default busy polling and with the harness's gentle
           polling (and lavapipe thread counts), reporting wall time and main-thread CPU time
+report    print the table and targets of a saved \`kernels --json\` output
 env: WAN_BENCH_BUSY_POLL=1 (no polling shim), WAN_BENCH_PYTHON (python with torch, default
      /usr/bin/python3), WAN_BENCH_VERBOSE=1 (show the peers' own output)
 ${deviceFlagHelp}`;
@@ -53,6 +62,8 @@ async function kernelsCommand(argv: string[]): Promise<number> {
       only: { type: 'string' },
       peers: { type: 'string' },
       'budget-ms': { type: 'string' },
+      'no-tune': { type: 'boolean' },
+      'max-case-s': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       ...deviceFlagSpec,
     },
@@ -78,6 +89,14 @@ async function kernelsCommand(argv: string[]): Promise<number> {
     for (const p of peers) if (!PEERS.includes(p)) throw new Error(`--peers: unknown peer "${p}" (${PEERS.join(', ')}, none)`);
   }
   const cases = casesFor(set, only);
+  // Full runs cap the predicted time of one run of a case (see CaseGuard), so the run stays ~10 min.
+  let maxCaseMs: number | null = set === 'full' ? 60_000 : null;
+  if (values['max-case-s'] !== undefined) {
+    const v = Number(values['max-case-s']);
+    if (!(v >= 0)) throw new Error(`--max-case-s must be a number >= 0 (0: no cap), got "${values['max-case-s']}"`);
+    maxCaseMs = v === 0 ? null : v * 1000;
+  }
+  const guard = new CaseGuard(maxCaseMs);
   const started = Date.now();
 
   // 1. Ours, in this process: the ceilings first, then each case.
@@ -116,13 +135,15 @@ async function kernelsCommand(argv: string[]): Promise<number> {
       gbps: Number(stream.best.rate.toPrecision(4)),
       ceilingPct: 100,
       runs: probe.reps,
-      note: 'best WGSL copy variant, bytes read + written (shaders/bench_stream.wgsl)',
+      note: 'best of the WGSL copy variants (shaders/bench_stream.wgsl) and a host memcpy; bytes read + written',
     });
     variantLines.push('probe variants (median of each):');
     for (const v of compute.all) variantLines.push(`  ${v.variant.padEnd(40)} ${v.rate.toFixed(1).padStart(8)} GFLOP/s`);
     for (const v of stream.all) variantLines.push(`  ${v.variant.padEnd(40)} ${v.rate.toFixed(2).padStart(8)} GB/s`);
     for (const c of cases) {
-      const m = await timeWanCase(e, c, policy);
+      const skip = guard.check(c);
+      const m: Measurement = skip ? { medianMs: null, runs: 0, note: skip } : await timeWanCase(e, c, policy, { tune: !values['no-tune'] });
+      guard.record(c, m.medianMs);
       log(`  wan ${c.kernel} ${shapeOf(c)}: ${fmtMs(m)}`);
       wanMeasurements.push(m);
     }
@@ -134,7 +155,7 @@ async function kernelsCommand(argv: string[]): Promise<number> {
   const peerMeasurements = new Map<Peer, Measurement[]>();
   const versions: string[] = [];
   for (const peer of peers) {
-    const { measurements, version } = await runPeer(peer, cases, policy, (c, m) => log(`  ${peer} ${c.kernel} ${shapeOf(c)}: ${fmtMs(m)}`));
+    const { measurements, version } = await runPeer(peer, cases, policy, maxCaseMs, (c, m) => log(`  ${peer} ${c.kernel} ${shapeOf(c)}: ${fmtMs(m)}`));
     peerMeasurements.set(peer, measurements);
     if (version) versions.push(`${peer}: ${version}`);
   }
@@ -160,6 +181,18 @@ async function kernelsCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** `bench report rows.json`: the text table and targets of a saved --json run. */
+function reportCommand(argv: string[]): number {
+  if (argv.length !== 1) {
+    console.error('usage: npm run bench -- report <rows.json>   (the output of kernels --json)');
+    return 2;
+  }
+  const rows = JSON.parse(readFileSync(argv[0], 'utf8')) as Row[];
+  const ceil = rows.filter((r) => r.system === 'ceiling').map((r) => `${r.kernel} ${r.gflops ?? r.gbps} ${r.gflops !== null ? 'GFLOP/s' : 'GB/s'} (${r.shape})`);
+  console.log(formatText(rows, [`from ${argv[0]}`, ...ceil], []));
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -167,6 +200,8 @@ async function main(argv: string[]): Promise<number> {
       return kernelsCommand(rest);
     case 'busypoll':
       return busyPollCommand(rest);
+    case 'report':
+      return reportCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { BenchCase } from './cases.ts';
+import { type BenchCase, shapeOf } from './cases.ts';
 import { INFO_TAG, RESULT_TAG, type PeerInfo, type PeerJob, type PeerResult } from './peers/protocol.ts';
 import type { Measurement, Peer } from './rows.ts';
 import type { TimingPolicy } from './timing.ts';
@@ -95,6 +95,7 @@ export async function runPeer(
   peer: Peer,
   cases: BenchCase[],
   policy: TimingPolicy,
+  maxCaseMs: number | null,
   progress: (c: BenchCase, m: Measurement) => void,
 ): Promise<{ measurements: Measurement[]; version: string | null }> {
   const measurements: (Measurement | null)[] = cases.map(() => null);
@@ -105,7 +106,8 @@ export async function runPeer(
   let version: string | null = null;
   let next = 0;
   while (next < cases.length) {
-    const job: PeerJob = { cases: cases.slice(next), policy, firstIndex: next };
+    const rest = cases.slice(next);
+    const job: PeerJob = { cases: rest, shapes: rest.map(shapeOf), policy, firstIndex: next, maxCaseMs };
     const timeoutMs = 60_000 + job.cases.length * (policy.budgetMs * 4 + 30_000);
     const outcome = await runChild(how.cmd, how.args, job, timeoutMs, (r) => {
       const m: Measurement = { medianMs: r.medianMs, runs: r.runs, ...(r.note ? { note: r.note } : {}) };

@@ -72,16 +72,21 @@ interface Prepared {
   note: string;
 }
 
-async function prepare(e: Engine, c: BenchCase, mod: Record<string, unknown>): Promise<Prepared> {
+export interface WanOptions {
+  /** Run the matmul autotuner for the case's shape class first (cached on disk after the first time). */
+  tune: boolean;
+}
+
+async function prepare(e: Engine, c: BenchCase, mod: Record<string, unknown>, o: WanOptions): Promise<Prepared> {
   switch (c.kernel) {
     case 'matmul': {
       const linear = mod.linear as AnyFn;
       let note = 'linear, X f32, W bf16 [N, K], Y f32';
       // Make sure the shape class is tuned (timed once and cached on disk) before we time it.
-      if (typeof mod.tuneLinear === 'function' && process.env.WAN_TUNE !== 'off') {
+      if (o.tune && typeof mod.tuneLinear === 'function' && process.env.WAN_TUNE !== 'off') {
         const chosen = (await mod.tuneLinear(e, [{ M: c.M, xDtype: 'f32', wDtype: 'bf16' }])) as Record<string, string>;
-        note += `; variant ${Object.values(chosen).join(', ')}`;
-      }
+        note += `; tuned variant ${Object.values(chosen).join(', ')}`;
+      } else note += '; untuned (cached or default variant)';
       const x = rand(e, [c.M, c.K], 1);
       const w = rand(e, [c.N, c.K], 2, 'bf16');
       return { inputs: [x, w], record: () => linear(e, x, w), note };
@@ -107,12 +112,12 @@ async function prepare(e: Engine, c: BenchCase, mod: Record<string, unknown>): P
 }
 
 /** Times one case with our kernel, or says why it cannot. */
-export async function timeWanCase(e: Engine, c: BenchCase, policy: TimingPolicy): Promise<Measurement> {
+export async function timeWanCase(e: Engine, c: BenchCase, policy: TimingPolicy, o: WanOptions): Promise<Measurement> {
   const family = await loadFamily(c.kernel);
   if ('reason' in family) return { medianMs: null, runs: 0, note: family.reason };
   let p: Prepared | null = null;
   try {
-    p = await prepare(e, c, family.mod);
+    p = await prepare(e, c, family.mod, o);
     const prepared = p;
     await gently(() => e.sync());
     const t = await timeRuns(async () => {

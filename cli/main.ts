@@ -2,11 +2,13 @@
 import { infoCommand } from './info.ts';
 import { verifyCommand } from './verify.ts';
 import { demoCommand } from './demo.ts';
+import { generateCommand } from './generate.ts';
 
 const usage = `usage: wan <command> [options]
 
 commands:
-  demo      run the built-in demo (for now: the engine self-check on the bundled op fixtures)
+  generate  generate a video from a checkpoint folder (flags as the official generate.py)
+  demo      run the built-in demo
   verify    compare the engine with PyTorch reference fixtures
   info      describe the WebGPU adapter (--device)
 
@@ -19,6 +21,8 @@ async function main(argv: string[]): Promise<number> {
       return verifyCommand(rest);
     case 'info':
       return infoCommand(rest);
+    case 'generate':
+      return generateCommand(rest);
     case 'demo':
       return demoCommand(rest);
     case undefined:

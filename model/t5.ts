@@ -167,7 +167,8 @@ export class UmT5Encoder {
   /**
    * Encodes a batch of tokenized prompts: ids and mask [batch, textLen] (as the tokenizer gives them,
    * padded at the end). Returns each prompt's hidden states trimmed to its length, [len_b, dim] host
-   * float32, as T5EncoderModel.__call__ does. `trace` receives intermediates named like the fixture.
+   * float32, as T5EncoderModel.__call__ does. `trace` receives intermediates named like the fixture
+   * (and makes the padded positions run too, as the official model computes them).
    */
   async encode(ids: Int32Array, mask: Int32Array, batch: number, textLen: number, trace?: T5Trace): Promise<Float32Array[]> {
     const e = this.e;
@@ -177,10 +178,17 @@ export class UmT5Encoder {
     const n = batch * textLen;
     if (ids.length !== n || mask.length !== n) throw new Error(`umT5 encode: ids (${ids.length}) and mask (${mask.length}) must both hold batch x textLen = ${batch}x${textLen} values`);
     const lens = sequenceLengths(mask, batch, textLen);
-    const embedded = await this.embed(ids);
-    const buckets = relativeBucketTable(textLen, numBuckets, maxDist);
+    // Only keys are masked, and a masked key's weight underflows to exactly 0: the padded positions
+    // never reach the real ones, and the position bias depends on key - query only. So unless a
+    // trace asks for every row (the fixture records them), only the first max(len) positions run.
+    const L = trace ? textLen : Math.max(...lens);
+    if (L === 0) return lens.map(() => new Float32Array(0));
+    const used = L === textLen ? ids : new Int32Array(batch * L);
+    if (used !== ids) for (let b = 0; b < batch; b++) used.set(ids.subarray(b * textLen, b * textLen + L), b * L);
+    const embedded = await this.embed(used);
+    const buckets = relativeBucketTable(L, numBuckets, maxDist);
     const hidden = await e.scope(async () => {
-      let x = e.upload(embedded, [batch, textLen, dim], 'f32', 'umT5 embeddings');
+      let x = e.upload(embedded, [batch, L, dim], 'f32', 'umT5 embeddings');
       if (trace) {
         await trace('embed', x);
         await trace('rel_bucket', buckets);
@@ -199,7 +207,7 @@ export class UmT5Encoder {
     });
     const data = (await hidden.toArray()) as Float32Array;
     hidden.dispose();
-    return lens.map((len, b) => data.slice(b * textLen * dim, (b * textLen + len) * dim));
+    return lens.map((len, b) => data.slice(b * L * dim, (b * L + len) * dim));
   }
 
   private async block(blk: Block, x: Tensor, biasHost: Float32Array, lens: number[], trace?: T5Trace): Promise<Tensor> {

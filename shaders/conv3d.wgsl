@@ -12,8 +12,8 @@
 //   SHARE = broadcast: one workgroup is one subgroup of S lanes (enable subgroups); lane l loads the
 //           x values of channel cb + l for the TM positions, shared by subgroupBroadcast.
 //   SHARE = uniform:   portable; every lane loads the same x values itself (no subgroup operations).
+// Without a cache, C is bound to X's window and never read (t_c = 0 makes every cache origin -1).
 //   WVEC = vec4<f32> | vec4<u32> (f32 weights, or bf16 / f16 packed pairs).
-//   HAS_CACHE: the C binding is read (else C aliases X and is never read).
 //   SETUP / TAP / BODY / STORE: the unrolled code.
 {{ENABLE}}
 //!include index
@@ -36,11 +36,13 @@ struct Params {
 @group(0) @binding(4) var<storage, read> B: array<f32>;
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;
 
-// x value of channel offset `xl` (cache: `cl`) at position origin xo / co (-1: padding).
+// x value at position origin xo (X) or co (cache C), -1 meaning zero padding, plus the channel offset
+// xl / cl; `ok` is false for the padded channels of the last block. The origins depend on the position
+// and tap only, so the branches are uniform across the lanes.
 fn load_x(xo: i32, co: i32, xl: i32, cl: i32, ok: bool) -> f32 {
-  var v = select(0.0, X[select(0, xo + xl, ok && xo >= 0)], ok && xo >= 0);
-  if ({{HAS_CACHE}}) { v += select(0.0, C[select(0, co + cl, ok && co >= 0)], ok && co >= 0); }
-  return v;
+  if (co >= 0) { return select(0.0, C[select(0, co + cl, ok)], ok); }
+  if (xo >= 0) { return select(0.0, X[select(0, xo + xl, ok)], ok); }
+  return 0.0;
 }
 
 fn store_y(n: u32, m: u32, acc: f32) {

@@ -92,18 +92,34 @@ async function main(): Promise<void> {
     backend.submitQueue();
     await gently(() => backend.device.queue.onSubmittedWorkDone());
   };
+  // tfjs does not check WebGPU errors: a buffer over the binding limit makes the op a silent no-op.
+  // Every timed execution runs inside error scopes, and an error fails the case.
+  const checked = async (work: () => Promise<void>) => {
+    const device = backend.device;
+    device.pushErrorScope('validation');
+    device.pushErrorScope('out-of-memory');
+    await work();
+    const errors = [await device.popErrorScope(), await device.popErrorScope()].filter((x) => x !== null);
+    if (errors.length) throw new Error(`WebGPU error: ${errors[0]!.message.split('\n')[0]}`);
+  };
   await runJob(job, async (c) => {
     const o = op(tf, c);
     try {
       // Upload the operands before timing (tfjs uploads lazily, at first use).
-      const warm = tf.tidy(() => o.inputs.map((t) => tf.add(t, 0)));
-      await finish();
-      tf.dispose(warm);
-      const t = await timeRuns(async () => {
-        const ys = tf.tidy(() => o.run(o.inputs));
+      await checked(async () => {
+        const warm = tf.tidy(() => o.inputs.map((t) => tf.add(t, 0)));
         await finish();
-        tf.dispose(ys);
-      }, job.policy);
+        tf.dispose(warm);
+      });
+      const t = await timeRuns(
+        () =>
+          checked(async () => {
+            const ys = tf.tidy(() => o.run(o.inputs));
+            await finish();
+            tf.dispose(ys);
+          }),
+        job.policy,
+      );
       return { ...t, note: [o.note, 'device-resident operands, no readback', t.note].filter(Boolean).join('; ') };
     } finally {
       tf.dispose(o.inputs);

@@ -55,6 +55,17 @@ def time_runs(run, policy):
     return out
 
 
+def flops_of(c):
+    k = c["kernel"]
+    if k == "matmul":
+        return 2 * c["M"] * c["K"] * c["N"]
+    if k == "attention":
+        return 4 * c["H"] * c["S"] * c["S"] * c["D"]
+    if k == "conv3d":
+        return 2 * c["C"] * 27 * c["O"] * c["T"] * c["H"] * c["W"]
+    return None
+
+
 def make_op(torch, F, c):
     g = torch.Generator().manual_seed(1)
 
@@ -99,13 +110,26 @@ def main():
         return
     torch.set_num_threads(2)
     info({"version": "torch %s (%d threads)" % (torch.__version__, torch.get_num_threads())})
+    rates = {}  # kernel -> (GFLOP/s, shape) of its last measured case: CaseGuard in protocol.ts
+    cap = job.get("maxCaseMs")
     with torch.no_grad():
         for i, c in enumerate(job["cases"]):
             index = job["firstIndex"] + i
+            flops = flops_of(c)
+            if cap is not None and flops is not None and c["kernel"] in rates:
+                gflops, shape = rates[c["kernel"]]
+                predicted = flops / (gflops * 1e6)
+                if predicted > cap:
+                    note = "skipped: one run would take ~%.0f s at the %.3g GFLOP/s measured on %s (cap %g s per run; --max-case-s to change)" % (
+                        predicted / 1000, gflops, shape, cap / 1000)
+                    report({"index": index, "medianMs": None, "runs": 0, "note": note})
+                    continue
             try:
                 run, note = make_op(torch, F, c)
                 t = time_runs(run, job["policy"])
                 t["note"] = "; ".join(n for n in (note, t.get("note")) if n)
+                if flops is not None and t["medianMs"]:
+                    rates[c["kernel"]] = (flops / (t["medianMs"] * 1e6), job["shapes"][i])
                 report({"index": index, **t})
             except Exception as e:  # a failing case must not stop the others
                 report({"index": index, "medianMs": None, "runs": 0, "note": "failed: %s" % str(e).splitlines()[0][:200]})

@@ -311,5 +311,8 @@ export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: 
     fin.push(`    if (!last && lane == 0u) { ST[r${i} * P.st_stride + 2u * n] = m${i}; ST[r${i} * P.st_stride + 2u * n + 1u] = lt${i}; }`);
     fin.push('  }');
   }
+  const skip = process.env.ATT_SKIP ?? '';
+  if (skip.includes('pv')) pv.splice(0, pv.length, '    a0_0 += V[kb];');
+  if (skip.includes('logits')) logits.splice(0, logits.length, '      s0_0 += Q[d0] + K[d0].x;');
   return { D, TM, KB: 8 * TN, BIAS: biasMode, SETUP: setup.join('\n'), KEYS: keys.join('\n'), LOGITS: logits.join('\n'), SOFTMAX: sm.join('\n'), PV: pv.join('\n'), FINISH: fin.join('\n') };
 }

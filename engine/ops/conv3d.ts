@@ -14,8 +14,9 @@
 import { Uniforms, type Engine } from '../engine.ts';
 import type { Tensor } from '../tensor.ts';
 import { wholeBinding } from '../windows.ts';
+import { loadShader } from '../shaders.ts';
 import { cast } from './elementwise.ts';
-import { bindElements, requireElements, type RangeBinding } from './layout.ts';
+import { bindElements, type RangeBinding } from './layout.ts';
 
 export type Triple = [number, number, number];
 
@@ -78,6 +79,7 @@ export function conv3dGeometry(
   opts: { stride?: Triple | number; padding?: Triple | number; causal?: boolean; cacheFrames?: number },
 ): Conv3dGeometry {
   const xs = xShape.length === 5 ? xShape.slice(1) : xShape;
+  if (xs.length !== 4) throw new Error(`conv3d: x must be [C, T, H, W] or [1, C, T, H, W], got [${xShape}]`);
   const [cin, t, h, w] = xs;
   const [cout, wcin, kt, kh, kw] = wShape;
   if (wShape.length !== 5) throw new Error(`conv3d: weight must be [C_out, C_in, kt, kh, kw], got [${wShape}]`);
@@ -121,7 +123,9 @@ export function fixedSubgroupSize(e: Engine): number | null {
   const lo = Number(info.subgroupMinSize);
   const hi = Number(info.subgroupMaxSize);
   // Broadcast kernels assume one workgroup == one full subgroup: the size must be fixed and known.
-  if (!Number.isInteger(lo) || lo !== hi || lo < 8 || lo > 64 || (lo & (lo - 1)) !== 0) return null;
+  // They are unrolled over the lanes and meant for SIMD-like CPU adapters with 8 or 16 lanes (like
+  // the linear kernels); GPUs with 32 or 64 lanes get the portable kernel.
+  if (!Number.isInteger(lo) || lo !== hi || (lo !== 8 && lo !== 16)) return null;
   if (lo > e.gpu.summary.limits.maxComputeInvocationsPerWorkgroup) return null;
   return lo;
 }
@@ -135,18 +139,20 @@ function chooseKernel(e: Engine, variant: Conv3dVariant): Kernel {
   const S = fixedSubgroupSize(e);
   if (variant === 'subgroup' && S === null) throw new Error(`conv3d: variant "subgroup" needs a fixed subgroup size, which adapter "${e.gpu.summary.description}" lacks`);
   if (variant !== 'portable' && S !== null) return { share: 'broadcast', S, KB: S };
-  return { share: 'uniform', S: 8, KB: 8 };
+  // Portable: 32 lanes (one warp-sized workgroup on GPUs), x values loaded by every lane (uniform).
+  return { share: 'uniform', S: 32, KB: 8 };
 }
 
-/** Channels per lane: the widest tile whose padding wastes little of this window's output channels. */
+/**
+ * Tile of one window: TN channels per lane (S*TN per workgroup), the widest of 4, 2, 1 whose padding
+ * wastes little of the window's output channels, and TM = 8 positions. Measured on lavapipe: 8x4
+ * tiles run as fast as 16x8 ones, and kernels with 128 accumulators take LLVM minutes to compile.
+ */
 function lanesTile(S: number, nCount: number): { TN: number; TM: number } {
-  const options = [8, 4, 2, 1].map((TN) => ({ TN, eff: nCount / (Math.ceil(nCount / (S * TN)) * S * TN) }));
+  const options = [4, 2, 1].map((TN) => ({ TN, eff: nCount / (Math.ceil(nCount / (S * TN)) * S * TN) }));
   const pick = options.find((o) => o.eff >= 0.85) ?? options.reduce((a, b) => (b.eff > a.eff ? b : a));
-  const TM = process.env.CONV_TM ? Number(process.env.CONV_TM) : { 8: 16, 4: 32, 2: 32, 1: 32 }[pick.TN]!; // DEV
-  return { TN: pick.TN, TM };
+  return { TN: pick.TN, TM: 8 };
 }
-
-const mad = (a: string, b: string, c: string) => (process.env.CONV_FMA === '0' ? `${a} * ${b} + ${c}` : `fma(${a}, ${b}, ${c})`); // DEV
 
 /**
  * Weight kk (0..7) of the current chunk for lane channel j, from v{j}a/v{j}b (f32) or v{j} (8 packed
@@ -166,7 +172,7 @@ function weightValue(half: 'f32' | 'f16' | 'bf16', j: number, kk: string, constK
 }
 
 /** The unrolled code of one kernel shape (the {{...}} defines of shaders/conv3d.wgsl). */
-function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 'bf16', hasCache: boolean): Record<string, string | number> {
+function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 'bf16'): Record<string, string | number> {
   const { S, KB, share } = k;
   const I = [...Array(TM).keys()];
   const J = [...Array(TN).keys()];
@@ -187,8 +193,7 @@ function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 
     tap.push(`${ind}let tv${i} = ot${i} + dt; let hi${i} = oh${i} + dh; let wi${i} = ow${i} + dw;`);
     tap.push(`${ind}let in${i} = tv${i} >= 0 && tv${i} < tv_end && hi${i} >= 0 && hi${i} < P.h && wi${i} >= 0 && wi${i} < P.w;`);
     tap.push(`${ind}let xo${i} = select(-1, (tv${i} - P.t_c) * hw + hi${i} * P.w + wi${i} + P.x_off, in${i} && tv${i} >= P.t_c);`);
-    if (hasCache) tap.push(`${ind}let co${i} = select(-1, tv${i} * hw + hi${i} * P.w + wi${i} + P.c_off, in${i} && tv${i} < P.t_c);`);
-    else tap.push(`${ind}let co${i} = -1;`);
+    tap.push(`${ind}let co${i} = select(-1, tv${i} * hw + hi${i} * P.w + wi${i} + P.c_off, in${i} && tv${i} < P.t_c);`);
   }
 
   const body: string[] = [];
@@ -210,7 +215,7 @@ function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 
         for (const j of J) body.push(`${p}let w${j}_${kk} = ${weightValue(half, j, `${kk}u`, kk)};`);
         for (const i of I) {
           body.push(`${p}{ let s = subgroupBroadcast(a${i}, ${c * 8 + kk}u);`);
-          for (const j of J) body.push(`${p}  c${i}_${j} = ${mad('s', `w${j}_${kk}`, `c${i}_${j}`)};`);
+          for (const j of J) body.push(`${p}  c${i}_${j} = fma(s, w${j}_${kk}, c${i}_${j});`);
           body.push(`${p}}`);
         }
       }
@@ -221,7 +226,7 @@ function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 
       for (const j of J) body.push(`${p}  let w${j} = ${weightValue(half, j, 'kk')};`);
       for (const i of I) {
         body.push(`${p}  { let s = load_x(xo${i}, co${i}, xl, cl, cok);`);
-        for (const j of J) body.push(`${p}    c${i}_${j} = ${mad('s', `w${j}`, `c${i}_${j}`)};`);
+        for (const j of J) body.push(`${p}    c${i}_${j} = fma(s, w${j}, c${i}_${j});`);
         body.push(`${p}  }`);
       }
       body.push(`${p}}`);
@@ -229,12 +234,17 @@ function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 
     body.push(`${b}}`);
   }
 
-  const store: string[] = [];
-  for (const j of J) {
-    store.push(`  if (n${j} < P.n_count) {`);
-    for (const i of I) store.push(`    if (mb + ${i}u < P.m_count) { store_y(n${j}, m${i}, c${i}_${j}); }`);
-    store.push('  }');
-  }
+  // Epilogue as a rolled loop: one copy of the store code instead of TM*TN (compile time).
+  const store: string[] = [`  var acc: array<f32, ${TM * TN}>;`];
+  for (const i of I) store.push('  ' + J.map((j) => `acc[${i * TN + j}] = c${i}_${j};`).join(' '));
+  store.push(`  let tile_m = min(${TM}u, P.m_count - mb);`);
+  store.push(`  for (var j = 0u; j < ${TN}u; j++) {`);
+  store.push(`    let n = nb + j * ${S}u + lane;`);
+  store.push('    if (n >= P.n_count) { continue; }');
+  store.push('    for (var i = 0u; i < tile_m; i++) {');
+  store.push(`      store_y(n, P.m_start + mb + i, acc[i * ${TN}u + j]);`);
+  store.push('    }');
+  store.push('  }');
   return {
     ENABLE: share === 'broadcast' ? 'enable subgroups;' : '',
     LANE_BUILTINS:
@@ -247,12 +257,32 @@ function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 
     KB,
     KB_UNITS: KB / per,
     WVEC: half === 'f32' ? 'vec4<f32>' : 'vec4<u32>',
-    HAS_CACHE: String(hasCache),
     SETUP: setup.join('\n'),
     TAP: tap.join('\n'),
     BODY: body.join('\n'),
     STORE: store.join('\n'),
   };
+}
+
+const pipelines = new WeakMap<Engine, Map<string, GPUComputePipeline>>();
+
+/**
+ * The conv kernel for one tile shape, compiled once per engine. Compiled directly rather than via
+ * e.pipeline so that its label stays short (the defines hold the generated code).
+ */
+function convPipeline(e: Engine, k: Kernel, TM: number, TN: number, wfmt: 'f32' | 'f16' | 'bf16'): GPUComputePipeline {
+  let m = pipelines.get(e);
+  if (!m) pipelines.set(e, (m = new Map()));
+  const label = `conv3d ${k.share} S=${k.S} ${TM}x${TN} w=${wfmt}`;
+  let p = m.get(label);
+  if (!p) {
+    const code = loadShader('conv3d', kernelDefines(k, TM, TN, wfmt), e.gpu.hasF16);
+    const module = e.device.createShaderModule({ code, label });
+    p = e.device.createComputePipeline({ layout: 'auto', label, compute: { module, entryPoint: 'main' } });
+    e.stats.pipelinesCompiled++;
+    m.set(label, p);
+  }
+  return p;
 }
 
 // ------------------------------------------------------------------ weights
@@ -416,7 +446,7 @@ export function conv3d(e: Engine, x: Tensor, weight: Tensor, opts: Conv3dOptions
         const yb = yRange(o0, o1, f0, f1)!;
         const nCount = o1 - o0;
         const { TN, TM } = lanesTile(kernel.S, nCount);
-        const pipeline = e.pipeline('conv3d', kernelDefines(kernel, TM, TN, wfmt, useCache));
+        const pipeline = convPipeline(e, kernel, TM, TN, wfmt);
         const nTiles = Math.ceil(nCount / (kernel.S * TN));
         cGroups.forEach(([c0, c1], gi) => {
           const xb = xRange(c0, c1, fr)!;

@@ -31,18 +31,6 @@ export function bindElements(gpu: Gpu, t: Tensor, elem0: number, elem1: number):
   return { binding: { buffer: seg.buffer, offset: local0 * b, size: Math.max(4, size) }, base: seg.elem0 + local0 };
 }
 
-/** bindElements or a clear error naming the op and the operand. */
-export function requireElements(gpu: Gpu, t: Tensor, elem0: number, elem1: number, op: string): RangeBinding {
-  const r = bindElements(gpu, t, elem0, elem1);
-  if (!r) {
-    throw new Error(
-      `${op}: elements [${elem0}, ${elem1}) of "${t.label}" [${t.shape}] ${t.dtype} do not fit one storage binding ` +
-        `(${gpu.maxBindingBytes} bytes) inside one buffer segment`,
-    );
-  }
-  return r;
-}
-
 // ------------------------------------------------------------------ strided box copies
 
 /**
@@ -210,6 +198,17 @@ function runCopies(e: Engine, op: string, dst: Tensor, copies: BoxCopy[]): void 
   }
 }
 
+/** Copies all of `src` into `dst` (same dtype and element count) buffer to buffer, segment by segment. */
+function copyWhole(e: Engine, op: string, src: Tensor, dst: Tensor): void {
+  const b = dtypeBytes(src.dtype);
+  for (const ds of dst.storage.segments) {
+    const ss = src.storage.segments.find((s) => s.elem0 === ds.elem0 && s.elems === ds.elems);
+    if (!ss) throw new Error(`${op}: the given out tensor [${dst.shape}] is split into buffers differently from the result`);
+    const bytes = Math.ceil((ds.elems * b) / 4) * 4;
+    e.copy({ buffer: ss.buffer, offset: 0, size: bytes }, { buffer: ds.buffer, offset: 0, size: bytes }, bytes, op);
+  }
+}
+
 /**
  * A new tensor of `shape` written by `copies` (which together cover it). Half types whose copies
  * cannot be done in whole output words go through f32 (exact: f32 holds every half value).
@@ -222,8 +221,7 @@ export function layoutOp(e: Engine, op: string, shape: number[], dtype: DType, c
       const y32 = layoutOp(e, op, shape, 'f32', wide);
       const y = cast(e, y32, dtype);
       if (!out) return y;
-      if (y.numel % 2) throw new Error(`${op}: an odd-sized ${dtype} result cannot be written into a given out tensor`);
-      runCopies(e, op, out, [{ src: y, box: [y.numel], srcStrides: [1], dstStrides: [1] }]);
+      copyWhole(e, op, y, out);
       return out;
     });
   }
@@ -368,4 +366,158 @@ function outShape(x: Tensor, chw: [number, number, number], T: number): number[]
   if (x.shape.length === 3) return chw;
   const batch = x.shape.length === 5 ? [1] : [];
   return [...batch, chw[0], T, chw[1], chw[2]];
+}
+
+// ------------------------------------------------------------------ DiT patch layouts
+
+/**
+ * DiT patchify as a matrix: x [C, F, H, W] (or [1, C, F, H, W]) -> [L, C*pt*ph*pw] with tokens in
+ * (f, h, w) order and columns in (c, dt, dh, dw) order, i.e. the flattened Conv3d weight's order, so
+ * that tokens · weight.reshape([dim, -1])ᵀ equals the patch embedding.
+ */
+export function ditPatchify(e: Engine, x: Tensor, patch: readonly [number, number, number] = [1, 2, 2], out?: Tensor): Tensor {
+  const op = 'ditPatchify';
+  const [C, F, H, W] = channelFramesHW(op, x);
+  const [pt, ph, pw] = patch;
+  if (F % pt || H % ph || W % pw) throw new Error(`${op}: [${F}, ${H}, ${W}] is not divisible by the patch [${patch}]`);
+  const [f, h, w] = [F / pt, H / ph, W / pw];
+  const xs = stridesOf([C, f, pt, h, ph, w, pw]);
+  const box = [f, h, w, C, pt, ph, pw];
+  const srcStrides = [xs[1], xs[3], xs[5], xs[0], xs[2], xs[4], xs[6]];
+  return layoutOp(e, op, [f * h * w, C * pt * ph * pw], x.dtype, [{ src: x, box, srcStrides, dstStrides: stridesOf(box) }], out);
+}
+
+/**
+ * WanModel.unpatchify for one sample: head output u [L, pt*ph*pw*c] (or [1, L, ...]; rows past
+ * F*H*W are padding and ignored) -> [c, F*pt, H*ph, W*pw]. The head's channel index is
+ * ((p*ph + q)*pw + r)*c + ch: the output channel is the FASTEST axis ("fhwpqrc->cfphqwr").
+ */
+export function ditUnpatchify(e: Engine, u: Tensor, grid: readonly [number, number, number], patch: readonly [number, number, number] = [1, 2, 2], out?: Tensor): Tensor {
+  const op = 'ditUnpatchify';
+  const [F, H, W] = grid;
+  const [pt, ph, pw] = patch;
+  const D = u.shape[u.shape.length - 1];
+  const L = u.numel / D;
+  const c = D / (pt * ph * pw);
+  if (!Number.isInteger(c) || L < F * H * W) throw new Error(`${op}: u [${u.shape}] does not hold ${F * H * W} tokens of patch [${patch}] x channels`);
+  const us = stridesOf([F, H, W, pt, ph, pw, c]);
+  const box = [c, F, pt, H, ph, W, pw];
+  const srcStrides = [us[6], us[0], us[3], us[1], us[4], us[2], us[5]];
+  return layoutOp(e, op, [c, F * pt, H * ph, W * pw], u.dtype, [{ src: u, box, srcStrides, dstStrides: stridesOf(box) }], out);
+}
+
+/** Channel-major [C, ...spatial] -> token-major [L, C] (e.g. the patch embedding's conv output -> tokens). */
+export function channelsToTokens(e: Engine, y: Tensor, out?: Tensor): Tensor {
+  const s = y.shape.length > 0 && y.shape[0] === 1 && y.shape.length === 5 ? y.shape.slice(1) : y.shape;
+  const C = s[0];
+  return permute(e, y.reshape([C, y.numel / C]), [1, 0], out);
+}
+
+// ------------------------------------------------------------------ Wan2.2 VAE shortcut resamplers
+
+function resample3d(
+  e: Engine,
+  op: string,
+  x: Tensor,
+  mode: 0 | 1,
+  outShape: [number, number, number, number],
+  consts: { ft: number; fs: number; f: number; g: number; shift: number },
+  inChannels: (o0: number, o1: number) => [number, number],
+): Tensor {
+  const [, T, H, W] = channelFramesHW(op, x);
+  if (x.dtype !== 'f32') throw new Error(`${op}: x must be f32, got ${x.dtype}`);
+  const [cout, to, ho, wo] = outShape;
+  const y = e.empty(x.shape.length === 5 ? [1, ...outShape] : outShape, 'f32', op);
+  const per = to * ho * wo;
+  const xChan = T * H * W;
+  const pipeline = e.pipeline('layout_resample3d', { MODE: mode });
+  const ranges = (o0: number, o1: number) => {
+    const [c0, c1] = inChannels(o0, o1);
+    return { xb: bindElements(e.gpu, x, c0 * xChan, c1 * xChan), yb: bindElements(e.gpu, y, o0 * per, o1 * per) };
+  };
+  for (let o0 = 0; o0 < cout; ) {
+    let o1 = cout;
+    const fits = (a: number, b: number) => {
+      const r = ranges(a, b);
+      return r.xb !== null && r.yb !== null;
+    };
+    if (!fits(o0, o1)) {
+      let lo = o0;
+      let hi = o1;
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (fits(o0, mid)) lo = mid;
+        else hi = mid;
+      }
+      o1 = lo;
+    }
+    if (o1 === o0) throw new Error(`${op}: one output channel of x [${x.shape}] does not fit a storage binding of ${e.gpu.maxBindingBytes} bytes`);
+    const { xb, yb } = ranges(o0, o1);
+    const n = (o1 - o0) * per;
+    const params = new Uniforms()
+      .u32(n)
+      .u32(o0)
+      .u32(to)
+      .u32(ho)
+      .u32(wo)
+      .i32(T)
+      .u32(H)
+      .u32(W)
+      .u32(consts.ft)
+      .u32(consts.fs)
+      .u32(consts.f)
+      .u32(consts.g)
+      .i32(consts.shift)
+      .i32(-xb!.base)
+      .i32(-yb!.base);
+    e.dispatch({ op, pipeline, params, buffers: [xb!.binding, yb!.binding], workgroups: Math.ceil(n / 256) });
+    o0 = o1;
+  }
+  return y;
+}
+
+/**
+ * Wan2.2 VAE AvgDown3D (the Down_ResidualBlock shortcut): x [C, T, H, W] f32 -> [outChannels,
+ * ceil(T/ft), H/fs, W/fs]. T not a multiple of ft is zero-padded IN FRONT (the zero frames count in
+ * the mean); channels (c, t_off, h_off, w_off) of the space-to-depth are averaged in groups of
+ * C*ft*fs*fs / outChannels.
+ */
+export function avgDown3d(e: Engine, x: Tensor, outChannels: number, factorT: number, factorS = 1): Tensor {
+  const op = 'avgDown3d';
+  const [C, T, H, W] = channelFramesHW(op, x);
+  const f = factorT * factorS * factorS;
+  if ((C * f) % outChannels) throw new Error(`${op}: ${C} channels x factor ${f} is not divisible by ${outChannels}`);
+  if (H % factorS || W % factorS) throw new Error(`${op}: spatial size ${H}x${W} is not divisible by ${factorS}`);
+  const g = (C * f) / outChannels;
+  const padT = (factorT - (T % factorT)) % factorT;
+  const to = (T + padT) / factorT;
+  return resample3d(e, op, x, 0, [outChannels, to, H / factorS, W / factorS], { ft: factorT, fs: factorS, f, g, shift: padT }, (o0, o1) => [
+    Math.floor((o0 * g) / f),
+    Math.floor((o1 * g - 1) / f) + 1,
+  ]);
+}
+
+/** Average pooling with kernel = stride = (kt, ks, ks) per channel: [C, T, H, W] -> [C, T/kt, H/ks, W/ks]. */
+export function avgPool3d(e: Engine, x: Tensor, kt: number, ks: number): Tensor {
+  const [C, T] = channelFramesHW('avgPool3d', x);
+  if (T % kt) throw new Error(`avgPool3d: ${T} frames are not divisible by ${kt}`);
+  return avgDown3d(e, x, C, kt, ks);
+}
+
+/**
+ * Wan2.2 VAE DupUp3D (the Up_ResidualBlock shortcut): x [C, T, H, W] f32 -> [outChannels,
+ * T*ft - (firstChunk ? ft - 1 : 0), H*fs, W*fs]: channels repeat_interleave'd by
+ * outChannels*ft*fs*fs / C, then depth-to-space (t_off, h_off, w_off).
+ */
+export function dupUp3d(e: Engine, x: Tensor, outChannels: number, factorT: number, factorS = 1, firstChunk = false): Tensor {
+  const op = 'dupUp3d';
+  const [C, T, H, W] = channelFramesHW(op, x);
+  const f = factorT * factorS * factorS;
+  if ((outChannels * f) % C) throw new Error(`${op}: ${outChannels} channels x factor ${f} is not divisible by ${C}`);
+  const repeats = (outChannels * f) / C;
+  const skip = firstChunk ? factorT - 1 : 0;
+  return resample3d(e, op, x, 1, [outChannels, T * factorT - skip, H * factorS, W * factorS], { ft: factorT, fs: factorS, f, g: repeats, shift: skip }, (o0, o1) => [
+    Math.floor((o0 * f) / repeats),
+    Math.floor((o1 * f - 1) / repeats) + 1,
+  ]);
 }

@@ -10,6 +10,7 @@ import type { DType } from '../dtype.ts';
 import type { Tensor } from '../tensor.ts';
 import { planWindows, wholeBinding, type Binding } from '../windows.ts';
 import { cachedVariant, forcedVariant, tuneVariant } from '../tuning.ts';
+import { loadShader } from '../shaders.ts';
 
 export type LinearActivation = 'gelu_tanh' | 'silu';
 
@@ -46,38 +47,20 @@ interface TiledVariant {
 interface SgVariant {
   kind: 'sg';
   name: string;
-  /** Rows per workgroup; columns per lane; k values each lane loads per X row and block (1 or 4). */
+  /** Output rows per workgroup and columns per lane. */
   TM: number;
   TN: number;
-  AV: 0 | 1 | 4;
 }
 
 type LinearVariant = TiledVariant | SgVariant;
 
 const tiled = (BM: number, BN: number, BK: number, RM: number, RN: number): TiledVariant => ({ kind: 'tiled', name: `tiled${BM}x${BN}`, BM, BN, BK, RM, RN });
-const sg = (TM: number, TN: number, AV: 0 | 1 | 4): SgVariant => ({ kind: 'sg', name: `sg${TM}x${TN}${AV === 4 ? 'v' : AV === 0 ? 'u' : ''}`, TM, TN, AV });
+const sg = (TM: number, TN: number): SgVariant => ({ kind: 'sg', name: `sg${TM}x${TN}`, TM, TN });
+
+const TILED_FALLBACK = tiled(32, 32, 16, 4, 4);
 
 /** Every linear kernel variant, portable ones first. */
-const VARIANTS: LinearVariant[] = [
-  tiled(64, 64, 16, 4, 4),
-  tiled(32, 32, 16, 4, 4),
-  sg(16, 8, 1),
-  sg(16, 8, 4),
-  sg(8, 16, 1),
-  sg(8, 16, 4),
-  sg(32, 4, 4),
-  sg(8, 8, 4),
-  sg(4, 8, 4),
-  sg(1, 16, 1),
-  sg(2, 16, 4),
-  sg(16, 8, 0),
-  sg(8, 8, 0),
-  sg(16, 4, 0),
-  sg(32, 4, 0),
-  sg(8, 16, 0),
-  sg(16, 4, 4),
-  sg(16, 4, 1),
-];
+const VARIANTS: LinearVariant[] = [tiled(64, 64, 16, 4, 4), TILED_FALLBACK, sg(16, 8), sg(8, 8), sg(4, 8), sg(1, 16)];
 
 const FAMILY = 'linear';
 
@@ -87,8 +70,10 @@ export function subgroupLanes(e: Engine): number | null {
   const info: any = (e.gpu.adapter as any).info ?? {};
   const lo = Number(info.subgroupMinSize);
   const hi = Number(info.subgroupMaxSize);
-  // The kernels assume one workgroup == one full subgroup, so the size must be fixed and known.
-  if (!Number.isInteger(lo) || lo !== hi || lo < 4 || lo > 128 || (lo & (lo - 1)) !== 0) return null;
+  // The kernels assume one workgroup == one full subgroup, so the size must be fixed and known. They
+  // are unrolled over the lanes and meant for SIMD-like CPU adapters with 8 or 16 lanes (GPUs with
+  // 32 or 64 lanes get the tiled kernel).
+  if (!Number.isInteger(lo) || lo !== hi || (lo !== 8 && lo !== 16)) return null;
   if (lo > e.gpu.summary.limits.maxComputeInvocationsPerWorkgroup) return null;
   return lo;
 }
@@ -123,16 +108,16 @@ function shapeClass(M: number, xDtype: DType, wDtype: DType): string {
   return `${mClass(M)}.x${xDtype}.w${wDtype}`;
 }
 
-/** Candidates timed per class (subset of VARIANTS). */
+/** Candidates timed per class (names from VARIANTS; unavailable ones are skipped). */
 const CANDIDATES: Record<MClass, string[]> = {
-  gemv: ['tiled32x32', 'sg1x16', 'sg2x16v', 'sg4x8v'],
-  small: ['tiled32x32', 'tiled64x64', 'sg4x8v', 'sg8x8v', 'sg8x16v', 'sg16x8v'],
-  large: ['tiled64x64', 'sg16x8', 'sg16x8v', 'sg8x16', 'sg8x16v', 'sg32x4v', 'sg8x8v'],
+  gemv: ['tiled32x32', 'sg1x16', 'sg4x8', 'sg8x8'],
+  small: ['tiled32x32', 'tiled64x64', 'sg4x8', 'sg8x8', 'sg16x8'],
+  large: ['tiled64x64', 'sg16x8', 'sg8x8'],
 };
 
-/** Untuned choice: what the measurements on CPU (lavapipe) favoured, else the portable kernel. */
+/** Untuned choice: what measurements on a CPU adapter (lavapipe) favoured, else the portable kernel. */
 function defaultVariant(e: Engine, cls: MClass): string {
-  if (subgroupLanes(e) !== null) return cls === 'gemv' ? 'sg2x16v' : cls === 'small' ? 'sg8x16v' : 'sg16x8v';
+  if (subgroupLanes(e) !== null) return cls === 'gemv' ? 'sg1x16' : cls === 'small' ? 'sg8x8' : 'sg16x8';
   return cls === 'large' ? 'tiled64x64' : 'tiled32x32';
 }
 
@@ -150,6 +135,11 @@ function chooseVariant(e: Engine, M: number, xDtype: DType, wDtype: DType): Line
   const cached = cachedVariant(e.gpu.summary.description, FAMILY, shapeClass(M, xDtype, wDtype));
   const name = cached && VARIANTS.some((v) => v.name === cached && variantAvailable(e, v)) ? cached : defaultVariant(e, cls);
   return variantByName(e, name);
+}
+
+/** Name of the variant linear() uses for M rows with these dtypes (forced, tuned or default). */
+export function linearVariantFor(e: Engine, M: number, xDtype: DType = 'f32', wDtype: DType = 'bf16'): string {
+  return chooseVariant(e, M, xDtype, wDtype).name;
 }
 
 export interface LinearProblem {
@@ -236,141 +226,106 @@ function cachedPipeline(e: Engine, key: string, make: () => GPUComputePipeline):
 
 type WFmt = 'bf16' | 'f16' | 'f32';
 
-/** W rows can be read as whole vec4<u32> words (K a multiple of 8 elements). */
-function alignedK(K: number): boolean {
-  return K % 8 === 0;
-}
-
 /**
- * Unrolled code of the subgroup kernel for S lanes: SETUP (row offsets, accumulators c{i}_{j}),
- * BODY (one block of KB = S*AV k values: X loads, then chunks of C k values: W loads, broadcasts,
- * multiply-adds) and STORE. `aligned`: K % 8 == 0, W read as vec4<u32>; otherwise any K, W read
- * as u32 words with per-row realignment (rows may start mid-word) and masking past K.
+ * Unrolled code of the subgroup kernel (shaders/matmul_sg.wgsl) for S lanes, rows of W read as
+ * vec4<u32> (K % 8 == 0): SETUP (row offsets, accumulators c{i}_{j}), BODY (one block of S k values:
+ * each lane loads one X value per row, then per chunk of 8 k: W loads, broadcasts, and each
+ * accumulator's 8 multiply-adds in a row, so a spilled accumulator is loaded and stored once per
+ * chunk) and STORE (the epilogue as one rolled loop).
  */
-export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt, aligned: boolean): Record<string, string | number> {
+export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt): Record<string, string | number> {
   const { TM, TN } = v;
-  const AV = aligned ? v.AV : 1;
-  const KB = AV === 0 ? 8 : S * AV;
-  const C = aligned ? 8 : Math.min(8, S);
-  if (KB % C !== 0) throw new Error(`sg kernel: block ${KB} is not a multiple of chunk ${C}`);
-  // In aligned mode with KB == 8 every block lies inside K; otherwise the last one may overhang.
-  const overhang = !(aligned && KB === 8);
+  if (S % 8 !== 0) throw new Error(`sg kernel: ${S} lanes is not a multiple of 8`);
+  // With S == 8 and K % 8 == 0 every block lies inside K; with 16 lanes the last may overhang it.
+  const overhang = S > 8;
   const I = [...Array(TM).keys()];
   const J = [...Array(TN).keys()];
+  const comp = (q: number) => 'xyzw'[q];
   const setup: string[] = [];
   for (const i of I) setup.push(`  let xr${i} = min(mb + ${i}u, P.rows - 1u) * K;`);
-  if (AV === 4) for (const i of I) setup.push(`  let xq${i} = xr${i} >> 2u;`);
   for (const j of J) setup.push(`  let wr${j} = min(nb + ${j * S}u + lane, P.cols - 1u) * K;`);
-  if (!aligned) setup.push('  let wlast = arrayLength(&W) - 1u;');
-  if (process.env.MM_ABLATE) setup.push('  _ = X[0]; _ = W[0];');
   for (const i of I) setup.push('  ' + J.map((j) => `var c${i}_${j} = init;`).join(' '));
 
-  const body: string[] = [];
   const ind = '    ';
-  // X: per row, this lane's value (AV = 1) or 4 consecutive values (AV = 4) of the block.
-  if (AV === 0) {
-  } else if (AV === 4) {
-    body.push(`${ind}let kq = ${overhang ? 'min((k0 >> 2u) + lane, (K >> 2u) - 1u)' : '(k0 >> 2u) + lane'};`);
-    for (const i of I) body.push(process.env.MM_ABLATE?.includes('a') ? `${ind}let a${i} = vec4<f32>(f32(kq + ${i}u));` : `${ind}let a${i} = vec4<f32>(X[xq${i} + kq]);`);
-  } else {
-    body.push(`${ind}let kl = k0 + lane;`);
-    const idx = overhang ? 'min(kl, K - 1u)' : 'kl';
-    for (const i of I) {
-      const load = `f32(X[xr${i} + ${idx}])`;
-      body.push(`${ind}let a${i} = ${aligned ? load : `select(0.0, ${load}, kl < K)`};`);
-    }
-  }
-  for (let c = 0; c < KB / C; c++) {
-    const off = c * C;
-    const guarded = off > 0;
+  const body: string[] = [];
+  body.push(`${ind}let kl = ${overhang ? 'min(k0 + lane, K - 1u)' : 'k0 + lane'};`);
+  for (const i of I) body.push(`${ind}let a${i} = f32(X[xr${i} + kl]);`);
+  for (let off = 0; off < S; off += 8) {
+    // Each chunk is its own scope (names repeat); a chunk past K is skipped (uniform branch).
+    body.push(off > 0 ? `${ind}if (k0 + ${off}u < K) {` : `${ind}{`);
     const p = ind + '  ';
-    // Each chunk is its own scope (the names repeat); later chunks may lie past K.
-    body.push(guarded ? `${ind}if (k0 + ${off}u < K) {` : `${ind}{`);
-    // W values w{j}_{kk} for the chunk's C k values of this lane's TN rows.
-    const wval: string[][] = J.map(() => []);
     for (const j of J) {
-      if (aligned) {
-        if (wfmt === 'f32') {
-          body.push(`${p}let v${j}a = W[(wr${j} + k0 + ${off}u) >> 2u];`);
-          body.push(`${p}let v${j}b = W[((wr${j} + k0 + ${off}u) >> 2u) + 1u];`);
-          for (let kk = 0; kk < 8; kk++) wval[j].push(`bitcast<f32>(v${j}${kk < 4 ? 'a' : 'b'}.${'xyzw'[kk & 3]})`);
-        } else {
-          body.push(process.env.MM_ABLATE?.includes('w') ? `${p}let v${j} = vec4<u32>(wr${j} + k0);` : `${p}let v${j} = W[(wr${j} + k0 + ${off}u) >> 3u];`);
-          for (let q = 0; q < 4; q++) {
-            const word = `v${j}.${'xyzw'[q]}`;
-            if (wfmt === 'bf16') wval[j].push(`bitcast<f32>(${word} << 16u)`, `bitcast<f32>(${word} & 0xffff0000u)`);
-            else {
-              body.push(`${p}let h${j}_${q} = unpack2x16float(${word});`);
-              wval[j].push(`h${j}_${q}.x`, `h${j}_${q}.y`);
-            }
+      const w: string[] = [];
+      if (wfmt === 'f32') {
+        body.push(`${p}let v${j}a = W[(wr${j} + k0 + ${off}u) >> 2u];`);
+        body.push(`${p}let v${j}b = W[((wr${j} + k0 + ${off}u) >> 2u) + 1u];`);
+        for (let kk = 0; kk < 8; kk++) w.push(`bitcast<f32>(v${j}${kk < 4 ? 'a' : 'b'}.${comp(kk & 3)})`);
+      } else {
+        body.push(`${p}let v${j} = W[(wr${j} + k0 + ${off}u) >> 3u];`);
+        for (let q = 0; q < 4; q++) {
+          if (wfmt === 'bf16') {
+            w.push(`bitcast<f32>(v${j}.${comp(q)} << 16u)`, `bitcast<f32>(v${j}.${comp(q)} & 0xffff0000u)`);
+          } else {
+            body.push(`${p}let h${j}_${q} = unpack2x16float(v${j}.${comp(q)});`);
+            w.push(`h${j}_${q}.x`, `h${j}_${q}.y`);
           }
         }
-      } else if (wfmt === 'f32') {
-        for (let kk = 0; kk < C; kk++) {
-          body.push(`${p}let w${j}_${kk} = select(0.0, bitcast<f32>(W[min(wr${j} + k0 + ${off + kk}u, wlast)]), k0 + ${off + kk}u < K);`);
-          wval[j].push(`w${j}_${kk}`);
-        }
-      } else {
-        // Halves from any element offset: C/2 + 1 words, shifted by one half when the offset is odd.
-        body.push(`${p}let e${j} = wr${j} + k0 + ${off}u;`);
-        body.push(`${p}let odd${j} = (e${j} & 1u) == 1u;`);
-        for (let q = 0; q <= C / 2; q++) body.push(`${p}let u${j}_${q} = W[min((e${j} >> 1u) + ${q}u, wlast)];`);
-        for (let q = 0; q < C / 2; q++) {
-          body.push(`${p}let r${j}_${q} = select(u${j}_${q}, (u${j}_${q} >> 16u) | (u${j}_${q + 1} << 16u), odd${j});`);
-          const lo = wfmt === 'bf16' ? `bitcast<f32>(r${j}_${q} << 16u)` : `unpack2x16float(r${j}_${q}).x`;
-          const hi = wfmt === 'bf16' ? `bitcast<f32>(r${j}_${q} & 0xffff0000u)` : `unpack2x16float(r${j}_${q}).y`;
-          body.push(`${p}let w${j}_${2 * q} = select(0.0, ${lo}, k0 + ${off + 2 * q}u < K);`);
-          body.push(`${p}let w${j}_${2 * q + 1} = select(0.0, ${hi}, k0 + ${off + 2 * q + 1}u < K);`);
-          wval[j].push(`w${j}_${2 * q}`, `w${j}_${2 * q + 1}`);
-        }
       }
+      for (let kk = 0; kk < 8; kk++) body.push(`${p}let w${j}_${kk} = ${w[kk]};`);
     }
-    // Broadcast X values of the chunk's k and accumulate.
-    if (AV === 4) {
-      for (let L = off / 4; L < (off + C) / 4; L++) for (const i of I) body.push(`${p}let b${i}_${L} = subgroupBroadcast(a${i}, ${L}u);`);
-    }
-    for (let kk = 0; kk < C; kk++) {
-      const o = off + kk;
-      for (const j of J) if (aligned) body.push(`${p}let w${j}_${kk} = ${wval[j][kk]};`);
-      for (const i of I) {
-        const b = AV === 0 ? `f32(X[xr${i} + k0 + ${o}u])` : AV === 4 ? `b${i}_${o >> 2}.${'xyzw'[o & 3]}` : `subgroupBroadcast(a${i}, ${o}u)`;
-        body.push(`${p}{ let s = ${b};`);
-        for (const j of J) body.push(`${p}  c${i}_${j} = fma(s, w${j}_${kk}, c${i}_${j});`);
-        body.push(`${p}}`);
+    // X value of row i at k0 + off + kk, shared from the lane that loaded it.
+    for (const i of I) for (let kk = 0; kk < 8; kk++) body.push(`${p}let s${i}_${kk} = subgroupBroadcast(a${i}, ${off + kk}u);`);
+    for (const i of I) {
+      for (const j of J) {
+        let acc = `c${i}_${j}`;
+        for (let kk = 0; kk < 8; kk++) acc = `fma(s${i}_${kk}, w${j}_${kk}, ${acc})`;
+        body.push(`${p}c${i}_${j} = ${acc};`);
       }
     }
     body.push(`${ind}}`);
   }
-  const store: string[] = [];
-  for (const i of I) {
-    store.push(`  if (mb + ${i}u < P.rows) {`);
-    for (const j of J) store.push(`    { let n = nb + ${j * S}u + lane; if (n < P.cols) { mm_store(mb + ${i}u, n, c${i}_${j}); } }`);
-    store.push('  }');
-  }
-  return {
-    S,
-    TM,
-    NTILE: S * TN,
-    KB,
-    WVEC: aligned ? 'vec4<u32>' : 'u32',
-    SETUP: setup.join('\n'),
-    BODY: body.join('\n'),
-    STORE: store.join('\n'),
-  };
+
+  // Epilogue: one rolled loop over the tile. Its bound is not a compile-time constant, so the
+  // compiler keeps one copy of the epilogue code instead of TM*TN inlined ones (compile time).
+  const store: string[] = [`  var acc: array<f32, ${TM * TN}>;`];
+  for (const i of I) store.push('  ' + J.map((j) => `acc[${i * TN + j}] = c${i}_${j};`).join(' '));
+  store.push(`  let tile_rows = min(${TM}u, P.rows - mb);`);
+  store.push(`  let tile_cols = select(${TN}u, 0u, K == 0u);`);
+  store.push('  for (var i = 0u; i < tile_rows; i++) {');
+  store.push('    for (var j = 0u; j < tile_cols; j++) {');
+  store.push(`      let n = nb + j * ${S}u + lane;`);
+  store.push(`      if (n < P.cols) { mm_store(mb + i, n, acc[i * ${TN}u + j]); }`);
+  store.push('    }');
+  store.push('  }');
+  return { S, TM, NTILE: S * TN, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
-function linearPipeline(e: Engine, v: LinearVariant, xt: DType, yt: DType, wfmt: WFmt, K: number): GPUComputePipeline {
-  const aligned = alignedK(K);
+/** Subgroup kernels read W rows as vec4<u32>: K must be a multiple of 8 (other K use the tiled kernel). */
+function sgSupportsK(K: number): boolean {
+  return K % 8 === 0;
+}
+
+/** The kernel actually run: a subgroup variant hands unaligned K (never in Wan) to the portable one. */
+function effectiveVariant(v: LinearVariant, K: number): LinearVariant {
+  return v.kind === 'sg' && !sgSupportsK(K) ? TILED_FALLBACK : v;
+}
+
+function linearPipeline(e: Engine, v: LinearVariant, xt: DType, yt: DType, wfmt: WFmt): GPUComputePipeline {
   if (v.kind === 'tiled') {
     return cachedPipeline(e, `${v.name}|${xt}|${yt}|${wfmt}`, () =>
       e.pipeline('matmul_tiled', { XT: xt, YT: yt, WFMT: wfmt, BM: v.BM, BN: v.BN, BK: v.BK, RM: v.RM, RN: v.RN }),
     );
   }
-  const S = subgroupLanes(e)!;
-  const av = aligned ? v.AV : 1;
-  return cachedPipeline(e, `${v.name}|${xt}|${yt}|${wfmt}|${aligned}`, () => {
-    const d = sgKernelDefines(S, v, wfmt, aligned);
-    return e.pipeline('matmul_sg', { ...d, XT: xt, YT: yt, XVEC: av === 4 ? `vec4<${xt}>` : xt });
+  return cachedPipeline(e, `${v.name}|${xt}|${yt}|${wfmt}`, () => {
+    const S = subgroupLanes(e)!;
+    const d = sgKernelDefines(S, v, wfmt);
+    // Compiled directly (not via e.pipeline) so the label stays short: the defines hold the
+    // generated code, which would otherwise fill every error message.
+    const code = loadShader('matmul_sg', { ...d, XT: xt, YT: yt }, e.gpu.hasF16);
+    const label = `matmul_sg ${v.name} S=${S} x=${xt} y=${yt} w=${wfmt}`;
+    const module = e.device.createShaderModule({ code, label });
+    e.stats.pipelinesCompiled++;
+    return e.device.createComputePipeline({ layout: 'auto', label, compute: { module, entryPoint: 'main' } });
   });
 }
 
@@ -431,10 +386,11 @@ export function linear(e: Engine, x: Tensor, w: Tensor, opts: LinearOptions = {}
   const inPlace = residual !== undefined && residual.x.storage === y.storage;
 
   const v = opts.variant ? variantByName(e, opts.variant) : chooseVariant(e, M, x.dtype, w.dtype);
-  const pipeline = linearPipeline(e, v, x.dtype, yDtype, w.dtype as WFmt, K);
-  const tile = tileShape(e, v);
+  const run = effectiveVariant(v, K);
+  const pipeline = linearPipeline(e, run, x.dtype, yDtype, w.dtype as WFmt);
+  const tile = tileShape(e, run);
   const maxWg = e.gpu.maxWorkgroupsPerDim;
-  const op = `linear ${v.name}`;
+  const op = `linear ${run.name}`;
   const mOperands = [
     { tensor: x, rowElems: K },
     { tensor: y, rowElems: N },

@@ -7,5 +7,7 @@ import './dit.ts';
 import './ops_norm.ts';
 import './ops_rope.ts';
 import './ops_rng.ts';
+import './pipeline.ts';
+import './t5.ts';
 export { verifyFixture, expandFixtureDirs, knownKinds, fixtureKind, registerKind, type VerifyResult, type FixtureKind } from './registry.ts';
 export { compareOutput, type OutputCheck } from './compare.ts';

@@ -1,9 +1,11 @@
 // Fixture kind `t5`: the umT5 encoder on the fixture's tokenized prompts, from every weight file the
 // fixture lists (.pth as the official release, and .safetensors), with every recorded intermediate.
+import { existsSync } from 'node:fs';
 import { openTensorSource } from '../../loaders/open.ts';
 import type { Fixture } from '../../loaders/fixture.ts';
 import type { Engine } from '../../engine/index.ts';
 import { UmT5Encoder } from '../t5.ts';
+import { UmT5Tokenizer } from '../tokenizer.ts';
 import { compareOutput, type OutputCheck } from './compare.ts';
 import { registerKind } from './registry.ts';
 
@@ -49,8 +51,16 @@ registerKind({
     const files = fx.weights ?? [];
     if (files.length === 0) throw new Error(`${fx.name}: case.json lists no weight files`);
     const checks: OutputCheck[] = [];
+    // The inputs are config.prompts through the tokenizer fixture's model: when it is bundled, the
+    // whole text path is checked (ids and mask exact).
+    const spiece = fx.weightPath('../tokenizer/spiece.model');
+    if (existsSync(spiece) && Array.isArray(fx.config.prompts)) {
+      const tok = await UmT5Tokenizer.fromFile(spiece);
+      const { ids, mask } = tok.tokenize(fx.config.prompts as string[], fx.input('ids').shape[1]);
+      checks.push(compareOutput('ids (tokenizer)', ids, fx.input('ids').f64(), 0, 'exact'));
+      checks.push(compareOutput('mask (tokenizer)', mask, fx.input('mask').f64(), 0, 'exact'));
+    }
     for (const file of files) checks.push(...(await runWeights(e, fx, file)));
-    // The ids the prompts tokenized to (the tokenizer has its own fixture; here they are inputs).
     return checks;
   },
 });

@@ -1,0 +1,99 @@
+// `wan generate` as a user runs it: bad input is refused with clear messages before any work, and a
+// fixture checkpoint produces a video matching the reference frames.
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readMp4 } from '../cli/output/mp4-read.ts';
+import { readPngFrames } from '../cli/output/png.ts';
+import { defaultSaveFile } from '../cli/generate.ts';
+import { loadFixture } from '../loaders/fixture.ts';
+import { fixturesDir } from './helpers.ts';
+
+const run = promisify(execFile);
+const wan = new URL('../cli/wan.js', import.meta.url).pathname;
+const tmp = mkdtempSync(join(tmpdir(), 'wan-gen-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function wanRun(args: string[]) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [wan, ...args], { maxBuffer: 1 << 24 });
+    return { code: 0, stdout, stderr };
+  } catch (e: any) {
+    return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+const t2vCkpt = join(fixturesDir, 'pipeline.t2v', 'ckpt');
+
+describe('wan generate: bad input', () => {
+  it.each([
+    [['--task', 'x2v'], /unknown task "x2v"/],
+    [['--task', 't2v-A14B'], /--ckpt_dir is required/],
+    [['--ckpt_dir', t2vCkpt, '--size', '100*100'], /multiples of 16/],
+    [['--ckpt_dir', t2vCkpt, '--size', '1280x720'], /WIDTH\*HEIGHT/],
+    [['--ckpt_dir', t2vCkpt, '--frame_num', '10'], /4n\+1/],
+    [['--ckpt_dir', t2vCkpt, '--sample_solver', 'euler'], /unipc or dpm\+\+/],
+    [['--ckpt_dir', t2vCkpt, '--sample_steps', 'x'], /--sample_steps must be an integer/],
+    [['--ckpt_dir', t2vCkpt, '--image', 'a.png'], /takes no --image/],
+    [['--task', 'i2v-A14B', '--ckpt_dir', t2vCkpt], /needs --image/],
+    [['--ckpt_dir', t2vCkpt, '--save_file', 'out.avi'], /write \.mp4, or a folder/],
+    [['--ckpt_dir', join(tmp, 'nowhere')], /is not a folder/],
+  ])('%j', async (args, message) => {
+    const r = await wanRun(['generate', ...args]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('names the missing component of a checkpoint folder', async () => {
+    const ck = join(tmp, 'ckpt');
+    cpSync(t2vCkpt, ck, { recursive: true });
+    rmSync(join(ck, 'low_noise_model'), { recursive: true });
+    const r = await wanRun(['generate', '--ckpt_dir', ck, '--size', '48*32', '--frame_num', '5', '--sample_steps', '1', '--save_file', join(tmp, 'x.mp4')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/low_noise_model is missing \(the low-noise expert, needed by t2v-A14B\)/);
+    expect(existsSync(join(tmp, 'x.mp4'))).toBe(false);
+  });
+
+  it('uses the official default file name scheme', () => {
+    const name = defaultSaveFile('t2v-A14B', '1280*720', 'a cat/dog on a mat', new Date(2026, 0, 2, 3, 4, 5));
+    expect(name).toBe('t2v-A14B_1280*720_1_a_cat_dog_on_a_mat_20260102_030405.mp4');
+  });
+});
+
+describe('wan generate: end to end on a fixture checkpoint', () => {
+  it('ti2v-5B text-only: PNG frames match the reference, MP4 has the right count, size and fps', async () => {
+    const fx = await loadFixture(join(fixturesDir, 'pipeline.ti2v_t2v'));
+    const c = fx.config as any;
+    const args = [
+      'generate', '--task', 'ti2v-5B', '--ckpt_dir', join(fx.dir, 'ckpt'), '--size', `${c.size[0]}*${c.size[1]}`,
+      '--frame_num', String(c.frame_num), '--sample_steps', String(c.sampling_steps), '--sample_shift', String(c.shift),
+      '--sample_guide_scale', String(c.guide_scale), '--base_seed', String(c.seed), '--prompt', c.prompt,
+    ];
+    const png = join(tmp, 'frames/');
+    const r = await wanRun([...args, '--save_file', png]);
+    expect(r.stderr + r.stdout).toMatch(/ti2v-5B was trained on/); // 64*32 is not an official size
+    expect(r.code).toBe(0);
+    const frames = await readPngFrames(png);
+    const ref = fx.output('frames');
+    expect([frames.frames, frames.height, frames.width]).toEqual(ref.shape.slice(0, 3));
+    const want = ref.f64();
+    let differ = 0;
+    for (let i = 0; i < want.length; i++) {
+      const d = Math.abs(frames.rgb[i] - want[i]);
+      expect(d).toBeLessThanOrEqual(1);
+      if (d) differ++;
+    }
+    expect(differ / want.length).toBeLessThanOrEqual(0.005);
+    const mp4 = join(tmp, 'v.mp4');
+    const r2 = await wanRun([...args, '--save_file', mp4]);
+    expect(r2.code).toBe(0);
+    expect(r2.stdout).toMatch(/9 frames 64x32 at 24 fps/);
+    const v = await readMp4(mp4);
+    expect([v.frames, v.width, v.height]).toEqual([9, 64, 32]);
+    expect(v.fps).toBeCloseTo(24, 1);
+    expect(readdirSync(tmp).filter((f) => f.includes('.partial'))).toEqual([]);
+  });
+});
