@@ -1,20 +1,28 @@
 // `wan info --device`: the adapter, its limits and features as the engine sees them.
 import { parseArgs } from 'node:util';
 import { Engine } from '../engine/index.ts';
+import { printCheckpointInfo } from './info-checkpoint.ts';
 import { deviceFlagHelp, deviceFlagSpec, deviceOptions } from './device-flags.ts';
 
 export const infoHelp = `usage: wan info --device [--json] [device options]
+       wan info <ckpt_dir> [--json]
 
-Prints the WebGPU adapter the engine would use: name, backend, the limits it requested, the optional
-features it enabled, and the effective storage-binding / buffer limits.
+--device: the WebGPU adapter the engine would use: name, backend, the limits it requested, the
+optional features it enabled, and the effective storage-binding / buffer limits.
+<ckpt_dir>: the task of a checkpoint folder, each component's architecture (inferred from the
+weights), parameter counts, stored dtypes, bytes on disk and the device memory it needs.
 ${deviceFlagHelp}`;
 
 export async function infoCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: { device: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...deviceFlagSpec },
   });
+  if (!values.help && !values.device && positionals.length === 1) {
+    await printCheckpointInfo(positionals[0], Boolean(values.json));
+    return 0;
+  }
   if (values.help || !values.device) {
     console.log(infoHelp);
     return values.help ? 0 : 2;

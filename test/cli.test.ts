@@ -95,3 +95,23 @@ describe('wan info --device', () => {
     expect(r.stderr).toMatch(/unknown command "frobnicate"/);
   });
 });
+
+describe('wan info <ckpt_dir>', () => {
+  it('describes a checkpoint folder: task, architecture, parameters, sizes', async () => {
+    const r = await wanRun(['info', join(fixturesDir, 'pipeline.i2v', 'ckpt'), '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.task).toBe('i2v-A14B');
+    expect(j.components.map((c: any) => c.name)).toEqual(['high-noise expert', 'low-noise expert', 'text encoder', 'VAE']);
+    const high = j.components[0];
+    expect(high.architecture).toMatch(/WanModel i2v: dim 56, 2 layers, 2 heads, ffn 112, in 36/);
+    expect(high.diskBytes).toBeGreaterThan(100_000); // both shards counted, not just the index
+    expect(high.device.f32).toBeCloseTo(high.params * 4, -3);
+  });
+  it('says what is missing from an incomplete folder', async () => {
+    const r = await wanRun(['info', tmp]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/not a complete checkpoint folder of any task/);
+    expect(r.stderr).toMatch(/models_t5_umt5-xxl-enc-bf16\.pth is missing/);
+  });
+});
