@@ -1,43 +1,16 @@
-// Gentle polling while awaiting the GPU.
-//
-// The `webgpu` package (Dawn for Node) resolves its promises (onSubmittedWorkDone, mapAsync, ...) by
-// ticking the device from JavaScript: while any such promise is pending, its AsyncRunner schedules
-// `setImmediate(tick)` again and again, looking `setImmediate` up on the global object each time.
-// The JS thread therefore spins at 100% of a core for as long as the GPU works. On lavapipe the "GPU"
-// is the CPU, so the spin takes one of the machine's cores away from the kernel being timed.
-//
-// `gently(fn)` swaps the global for a shim that defers each callback by `intervalMs` with setTimeout
-// while `fn` runs: Dawn then ticks ~1000 times a second instead of continuously. Node's own internals
-// keep their private reference to the real setImmediate, so only global look-ups are affected.
-// The swap is reference counted, so overlapping calls are safe.
+// Gentle polling while awaiting the GPU: the engine does it for every sync and readback
+// (engine/poll.ts explains why); the bench re-exports it and adds a switch to compare with busy polling.
 import { readFileSync } from 'node:fs';
-
-const realSetImmediate = globalThis.setImmediate;
-let depth = 0;
-let interval = 1;
-
-function shim(fn: (...args: any[]) => void, ...args: any[]): NodeJS.Immediate {
-  // setTimeout returns a Timeout, not an Immediate; Dawn only calls the function and never the handle.
-  return setTimeout(fn, interval, ...args) as unknown as NodeJS.Immediate;
-}
+import { gently as engineGently } from '../engine/poll.ts';
 
 /** Whether the harness polls gently (the default; WAN_BENCH_BUSY_POLL=1 turns it off to compare). */
 export function gentlePollingEnabled(): boolean {
   return process.env.WAN_BENCH_BUSY_POLL !== '1';
 }
 
-/** Runs `fn` with the global setImmediate replaced by a setTimeout(fn, intervalMs) shim. */
-export async function gently<T>(fn: () => Promise<T>, intervalMs = 1): Promise<T> {
-  if (!gentlePollingEnabled()) return fn();
-  if (depth++ === 0) {
-    interval = intervalMs;
-    (globalThis as any).setImmediate = Object.assign(shim, { __promisify__: (realSetImmediate as any).__promisify__ });
-  }
-  try {
-    return await fn();
-  } finally {
-    if (--depth === 0) globalThis.setImmediate = realSetImmediate;
-  }
+/** Runs `fn` with Dawn's tick loop slowed to one tick per `intervalMs` after the first 2 ms. */
+export function gently<T>(fn: () => Promise<T>, intervalMs = 1): Promise<T> {
+  return gentlePollingEnabled() ? engineGently(fn, intervalMs) : fn();
 }
 
 /**

@@ -9,6 +9,7 @@ import { BufferPool, type MemoryStats } from './pool.ts';
 import { Storage, Tensor, numelOf, type Segment } from './tensor.ts';
 import type { Binding } from './windows.ts';
 import { loadShader } from './shaders.ts';
+import { gently } from './poll.ts';
 
 export interface Dispatch {
   /** Name of the op (appears in error messages and profiles). */
@@ -231,7 +232,7 @@ export class Engine {
     this.flush();
     try {
       await this.settle();
-      await staging.mapAsync(GPUMapMode.READ);
+      await gently(() => staging.mapAsync(GPUMapMode.READ));
       const out = new Uint8Array(staging.getMappedRange().slice(0));
       staging.unmap();
       return out;
@@ -409,7 +410,7 @@ export class Engine {
   /** Submits and waits for all work; throws the first error a batch raised, naming its ops. */
   async sync(): Promise<void> {
     this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    await gently(() => this.device.queue.onSubmittedWorkDone());
     await this.settle();
   }
 
