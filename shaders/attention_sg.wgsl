@@ -35,8 +35,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
 @group(0) @binding(2) var<storage, read> K: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> ST: array<f32>;
 @group(0) @binding(6) var<storage, read> BIAS: array<f32>;
 

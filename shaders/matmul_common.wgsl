@@ -46,7 +46,7 @@ fn mm_store(m: u32, n: u32, acc: f32) {
   let at = m * P.ldy + col;
   if (P.res_mode != 0u) {
     var g = 1.0;
-    if (P.has_gate != 0u) { g = GATE[((m) / P.rows_per_gate) * P.ldy + col]; }
+    if (P.has_gate != 0u) { g = GATE[((P.m0 + m) / P.rows_per_gate) * P.ldy + col]; }
     var r: f32;
     if (P.res_mode == 1u) { r = f32(RES[at]); } else { r = f32(Y[at]); }
     v = r + v * g;

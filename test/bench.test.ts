@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { evaluateTargets } from '../bench/report.ts';
 import type { Row } from '../bench/rows.ts';
 import { NOT_IMPLEMENTED, loadOpModule } from '../bench/wan-cases.ts';
+import { CaseGuard } from '../bench/peers/protocol.ts';
 
 const run = promisify(execFile);
 const bench = new URL('../cli/bench.js', import.meta.url).pathname;
@@ -78,6 +79,20 @@ describe('bench internals', () => {
     expect(noFn).toEqual({ reason: expect.stringContaining(`${NOT_IMPLEMENTED} (no noSuchFunction()`) });
     const ok = await loadOpModule(new URL('../bench/cases.ts', import.meta.url), 'casesFor');
     expect('mod' in ok).toBe(true);
+  });
+
+  it('the time cap skips a case predicted from the same kernel\'s last rate, and only then', () => {
+    const small = { kernel: 'matmul', M: 1000, K: 1000, N: 1000 } as const; // 2 GFLOP
+    const guard = new CaseGuard(1000);
+    expect(guard.check({ ...small, M: 100000 })).toBeNull(); // nothing measured yet: no prediction
+    guard.record(small, 100); // 20 GFLOP/s
+    expect(guard.check({ ...small, M: 10000 })).toBeNull(); // 20 GFLOP: 1000 ms, at the cap
+    expect(guard.check({ ...small, M: 10001 })).toMatch(/^skipped: one run would take ~1 s at the 20.0 GFLOP\/s measured on 1000x1000x1000/);
+    expect(guard.check({ kernel: 'attention', S: 100000, H: 24, D: 128 })).toBeNull(); // other kernel: no rate
+    expect(guard.check({ kernel: 'layernorm', rows: 1e6, cols: 1e4 })).toBeNull(); // memory-bound: no FLOPs
+    const off = new CaseGuard(null);
+    off.record(small, 100);
+    expect(off.check({ ...small, M: 1e7 })).toBeNull();
   });
 
   it('targets: met / missed / n/a from the rows', () => {

@@ -1,17 +1,21 @@
 // Linear layers and batched products against a float64 CPU reference: every kernel variant, every
 // weight dtype, odd shapes (M = 1, primes, odd K with packed halves, tails), fused epilogues, f16
 // activations, poisoned outputs, a tiny forced binding limit, the autotuner and the op.linear fixtures.
+// On lavapipe most of the time of a first run is shader compilation (Mesa caches it on disk), so the
+// tests that compile every variant get a long timeout; with a warm cache the file runs in seconds.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getFloat16, setFloat16 } from '@petamoriken/float16';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Engine, bf16BitsToF32, f32ToBf16Bits, type Tensor } from '../engine/index.ts';
-import { linear, linearVariantFor, linearVariants, matmul, type LinearOptions } from '../engine/ops/matmul.ts';
-import { cachedVariant, tuneVariant } from '../engine/tuning.ts';
+import { linear, linearVariantFor, linearVariants, matmul, tuneLinear, type LinearOptions } from '../engine/ops/matmul.ts';
+import { cachedVariant, storeVariant, tuneVariant } from '../engine/tuning.ts';
 import { verifyFixture } from '../model/reference/registry.ts';
 import '../model/reference/ops_linear.ts';
 import { fixturesDir, randn, relL2 } from './helpers.ts';
+
+vi.setConfig({ testTimeout: 600_000 });
 
 type WDtype = 'bf16' | 'f16' | 'f32';
 
@@ -373,6 +377,14 @@ describe('autotuner', () => {
       const fallback = linearVariantFor(e, 500, 'f32', 'bf16');
       expect(names).toContain(fallback);
       delete process.env.WAN_TUNE;
+      // A remembered winner is used for its class only; an unknown remembered name falls back.
+      const adapter = e.gpu.summary.description;
+      storeVariant(adapter, 'linear', 'large.xf32.wbf16', { variant: 'tiled64x64', seconds: {}, measuredAt: 'test' });
+      storeVariant(adapter, 'linear', 'small.xf32.wbf16', { variant: 'removed-variant', seconds: {}, measuredAt: 'test' });
+      expect(linearVariantFor(e, 500, 'f32', 'bf16')).toBe('tiled64x64');
+      expect(linearVariantFor(e, 500, 'f32', 'f16')).toBe(fallback);
+      expect(names).toContain(linearVariantFor(e, 50, 'f32', 'bf16'));
+      expect(await tuneLinear(e, [{ M: 300 }])).toEqual({ 'large.xf32.wbf16': 'tiled64x64' }); // cached: no timing
       const err = await runCase(e, 9, 10, 16, 'bf16', {}); // untuned: default choice, still correct
       expect(err).toBeLessThan(1e-5);
     } finally {

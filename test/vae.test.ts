@@ -357,8 +357,8 @@ describe('WanVAE', () => {
   });
 
   it('infers the architecture from the weights', () => {
-    expect(vaes.get('2.1')!.config).toEqual({ version: '2.1', zDim: 16, encoderDim: 8, decoderDim: 32, patch: 1, stride: [4, 8, 8] });
-    expect(vaes.get('2.2')!.config).toEqual({ version: '2.2', zDim: 48, encoderDim: 4, decoderDim: 24, patch: 2, stride: [4, 16, 16] });
+    expect(vaes.get('2.1')!.config).toEqual({ version: '2.1', zDim: 16, encoderDim: 8, decoderDim: 8, patch: 1, stride: [4, 8, 8] });
+    expect(vaes.get('2.2')!.config).toEqual({ version: '2.2', zDim: 48, encoderDim: 4, decoderDim: 6, patch: 2, stride: [4, 16, 16] });
   });
 
   it.each(['2.1', '2.2'] as const)('%s: the chunk loop equals one whole-sequence pass (encode and decode)', async (v) => {
@@ -395,7 +395,7 @@ describe('WanVAE', () => {
     const wholeSix = await peak(6, true);
     // One latent frame's activations plus the 2-frame caches either way; the whole pass holds them all.
     expect(six / two).toBeLessThan(1.25);
-    expect(wholeSix / six).toBeGreaterThan(2);
+    expect(wholeSix / six).toBeGreaterThan(1.5);
     console.log(`Wan${v} tiny decode peak above weights: 2 frames ${two} B, 6 frames ${six} B, 6 frames whole-sequence ${wholeSix} B`);
   });
 

@@ -75,7 +75,16 @@ def make_op(torch, F, c):
     k = c["kernel"]
     if k == "matmul":
         x, w = rnd(c["M"], c["K"]), rnd(c["N"], c["K"])
-        return (lambda: F.linear(x, w)), "F.linear, f32 weights (ours: bf16)"
+        if torch.backends.mkldnn.is_available():
+            # oneDNN's linear (bundled with torch): F.linear goes through the system BLAS, which on
+            # Debian's torch is whatever libblas.so.3 points to (the reference BLAS unless OpenBLAS is
+            # installed), up to ~20x slower. Operands converted once, like the GPU peers' uploads.
+            import torch.utils.mkldnn
+            lin = torch.nn.Linear(c["K"], c["N"], bias=False)
+            lin.weight.data = w
+            lin_m, x_m = torch.utils.mkldnn.to_mkldnn(lin), x.to_mkldnn()
+            return (lambda: lin_m(x_m)), "oneDNN linear (torch.utils.mkldnn), f32 weights (ours: bf16)"
+        return (lambda: F.linear(x, w)), "F.linear (system BLAS), f32 weights (ours: bf16)"
     if k == "attention":
         S, H, D = c["S"], c["H"], c["D"]
         q, kk, v = rnd(H, S, D), rnd(H, S, D), rnd(H, S, D)
@@ -89,7 +98,7 @@ def make_op(torch, F, c):
                 outs.append(torch.matmul(p, v[h:h + chunk]))
             return outs
 
-        return attn, "unfused matmul/softmax/matmul (torch 1.x has no fused attention), %d head(s) at a time" % chunk
+        return attn, "unfused matmul/softmax/matmul (torch 1.x has no fused attention; matmuls via the system BLAS), %d head(s) at a time" % chunk
     if k == "conv3d":
         x, w = rnd(1, c["C"], c["T"], c["H"], c["W"]), rnd(c["O"], c["C"], 3, 3, 3)
         return (lambda: F.conv3d(x, w, padding=1)), "F.conv3d"

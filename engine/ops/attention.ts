@@ -213,38 +213,44 @@ function reduceRows(fn: string, rows: number[], expr: (i: number) => string, out
 
 /**
  * The unrolled parts of attention_sg.wgsl for TM query rows per workgroup, TN keys per lane and block,
- * head dim D (multiple of 8): every per-lane value is a named scalar so that it lives in a register.
+ * head dim D (multiple of 8). Per-lane values are named scalars / vec4s so that they stay in registers;
+ * the loops over head dims (logits) and over the block's key groups (p V) stay loops, which keeps the
+ * shader small enough for lavapipe's LLVM to compile in about a second.
  */
 export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: number): Record<string, string | number> {
   if (D % 8 !== 0) throw new Error(`attention_sg: head dim ${D} is not a multiple of 8`);
   const I = [...Array(TM).keys()];
   const J = [...Array(TN).keys()];
-  const C = [...Array(D / 8).keys()];
+  // Output columns: lane l owns the vec4 chunks l + 8c of the head (c < CV); past D/4 they repeat the last.
+  const D4 = D / 4;
+  const CV = Math.ceil(D4 / 8);
+  const C = [...Array(CV).keys()];
+  const chunk = (c: number) => (8 * (c + 1) <= D4 ? `lane + ${8 * c}u` : `min(lane + ${8 * c}u, ${D4 - 1}u)`);
   const groups = rowGroups(TM);
-  // The bias term is emitted even without a bias (bias_at folds to 0): it keeps the binding in the layout.
-  const bias = true;
 
   const setup: string[] = [];
   for (const i of I) {
     setup.push(`  let r${i} = P.q_off + min(row0 + ${i}u, P.q_rows - 1u);`);
     setup.push(`  let qr${i} = r${i} * stride + head;`);
-    if (bias) setup.push(`  let qp${i} = P.q_pos + min(row0 + ${i}u, P.q_rows - 1u);`);
+    setup.push(`  let qp${i} = P.q_pos + min(row0 + ${i}u, P.q_rows - 1u);`);
     setup.push(`  var m${i} = F32_MIN;`);
     setup.push(`  var l${i} = 0.0;`);
-    setup.push('  ' + C.map((c) => `var a${i}_${c} = 0.0;`).join(' '));
+    setup.push('  ' + C.map((c) => `var a${i}_${c} = vec4<f32>(0.0);`).join(' '));
   }
   setup.push('  if (!first) {');
   for (const i of I) {
     setup.push(`    m${i} = ST[r${i} * P.st_stride + 2u * n];`);
     setup.push(`    l${i} = select(0.0, ST[r${i} * P.st_stride + 2u * n + 1u], lane == 0u);`);
-    setup.push('    ' + C.map((c) => `a${i}_${c} = O[qr${i} + ${8 * c}u + lane];`).join(' '));
+    setup.push('    ' + C.map((c) => `a${i}_${c} = O[(qr${i} >> 2u) + ${chunk(c)}];`).join(' '));
   }
   setup.push('  }');
+  setup.push(`  var pp: array<f32, ${TM * TN}>;`);
 
   const keys: string[] = [];
   for (const j of J) keys.push(`    let kr${j} = (P.k_off + min(kb + ${8 * j}u + lane, P.k_rows - 1u)) * stride + head;`);
   for (const i of I) keys.push('    ' + J.map((j) => `var s${i}_${j} = 0.0;`).join(' '));
 
+  // Logits, one step of 8 head dims: lane l loads dim d0 + l of each row, broadcast to all lanes.
   const logits: string[] = [];
   const ind = '      ';
   for (const i of I) logits.push(`${ind}let q${i} = Q[qr${i} + d0 + lane];`);
@@ -256,24 +262,22 @@ export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: 
     const comp = `${kk < 4 ? 'a' : 'b'}.${'xyzw'[kk & 3]}`;
     for (const i of I) {
       logits.push(`${ind}{ let b = subgroupBroadcast(q${i}, ${kk}u);`);
-      for (const j of J) logits.push(`${ind}  s${i}_${j} = fma(b, k${j}${comp}, s${i}_${j});`);
+      logits.push(`${ind}  ` + J.map((j) => `s${i}_${j} = fma(b, k${j}${comp}, s${i}_${j});`).join(' '));
       logits.push(`${ind}}`);
     }
   }
 
+  // Online softmax over the block (keys past k_rows get p = 0; masked keys the logit F32_MIN).
   const sm: string[] = [];
   const i4 = '    ';
   for (const j of J) {
     sm.push(`${i4}let key${j} = kb + ${8 * j}u + lane;`);
     sm.push(`${i4}let out${j} = key${j} >= P.k_rows;`);
     sm.push(`${i4}let msk${j} = out${j} || key${j} >= P.k_valid;`);
-    if (bias) sm.push(`${i4}let kp${j} = P.k_pos + min(key${j}, P.k_rows - 1u);`);
+    sm.push(`${i4}let kp${j} = P.k_pos + min(key${j}, P.k_rows - 1u);`);
   }
   for (const i of I) {
-    for (const j of J) {
-      const b = bias ? ` + bias_at(n, qp${i}, kp${j})` : '';
-      sm.push(`${i4}let t${i}_${j} = select(s${i}_${j} * P.scale_log2${b}, F32_MIN, msk${j});`);
-    }
+    for (const j of J) sm.push(`${i4}let t${i}_${j} = select(s${i}_${j} * P.scale_log2 + bias_at(n, qp${i}, kp${j}), F32_MIN, msk${j});`);
   }
   const maxOf = (i: number) => J.reduce((acc, j) => (acc ? `max(${acc}, t${i}_${j})` : `t${i}_${j}`), '');
   for (const g of groups) sm.push(...reduceRows('subgroupMax', g, maxOf, (i) => `bm${i}`, i4));
@@ -281,33 +285,38 @@ export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: 
     sm.push(`${i4}let mn${i} = max(m${i}, bm${i});`);
     sm.push(`${i4}let al${i} = exp2(m${i} - mn${i});`);
     sm.push(`${i4}m${i} = mn${i};`);
-    for (const j of J) sm.push(`${i4}let p${i}_${j} = select(exp2(t${i}_${j} - mn${i}), 0.0, out${j});`);
+    for (const j of J) sm.push(`${i4}let p${i}_${j} = select(exp2(t${i}_${j} - mn${i}), 0.0, out${j}); pp[${j * TM + i}] = p${i}_${j};`);
     sm.push(`${i4}l${i} = l${i} * al${i} + ${J.map((j) => `p${i}_${j}`).join(' + ')};`);
     sm.push(`${i4}` + C.map((c) => `a${i}_${c} *= al${i};`).join(' '));
   }
 
+  // acc += p V, key group by key group: key kb + 8j + x lives in lane x. Keys past k_rows have p = 0
+  // and read the last valid V row.
   const pv: string[] = [];
-  for (const j of J) {
-    for (let x = 0; x < 8; x++) {
-      const k = 8 * j + x;
-      pv.push(`${i4}if (kb + ${k}u < P.k_rows) {`);
-      pv.push(`${i4}  let vr = (P.k_off + kb + ${k}u) * stride + head + lane;`);
-      pv.push(`${i4}  ` + C.map((c) => `let v${c} = V[vr + ${8 * c}u];`).join(' '));
-      for (const i of I) {
-        pv.push(`${i4}  { let p = subgroupBroadcast(p${i}_${j}, ${x}u);`);
-        pv.push(`${i4}    ` + C.map((c) => `a${i}_${c} = fma(p, v${c}, a${i}_${c});`).join(' '));
-        pv.push(`${i4}  }`);
-      }
-      pv.push(`${i4}}`);
+  pv.push(`${i4}for (var j = 0u; j < ${TN}u; j++) {`);
+  pv.push(`${i4}  let kj = kb + 8u * j;`);
+  pv.push(`${i4}  if (kj >= P.k_rows) { break; }`);
+  for (const i of I) pv.push(`${i4}  let pj${i} = pp[j * ${TM}u + ${i}u];`);
+  for (let x = 0; x < 8; x++) {
+    pv.push(`${i4}  {`);
+    pv.push(`${i4}    let vr = ((P.k_off + min(kj + ${x}u, P.k_rows - 1u)) * stride + head) >> 2u;`);
+    pv.push(`${i4}    ` + C.map((c) => `let v${c} = V[vr + ${chunk(c)}];`).join(' '));
+    for (const i of I) {
+      pv.push(`${i4}    { let p = subgroupBroadcast(pj${i}, ${x}u); ` + C.map((c) => `a${i}_${c} = fma(vec4<f32>(p), v${c}, a${i}_${c});`).join(' ') + ' }');
     }
+    pv.push(`${i4}  }`);
   }
+  pv.push(`${i4}}`);
 
   const fin: string[] = [];
   for (const g of groups) fin.push(...reduceRows('subgroupAdd', g, (i) => `l${i}`, (i) => `lt${i}`, '  '));
   for (const i of I) {
     fin.push(`  if (row0 + ${i}u < P.q_rows) {`);
     fin.push(`    let inv = select(1.0, select(1.0 / lt${i}, 0.0, lt${i} == 0.0), last);`);
-    fin.push('    ' + C.map((c) => `O[qr${i} + ${8 * c}u + lane] = a${i}_${c} * inv;`).join(' '));
+    for (const c of C) {
+      const st = `O[(qr${i} >> 2u) + lane + ${8 * c}u] = a${i}_${c} * inv;`;
+      fin.push(`    ${8 * (c + 1) <= D4 ? st : `if (lane + ${8 * c}u < ${D4}u) { ${st} }`}`);
+    }
     fin.push(`    if (!last && lane == 0u) { ST[r${i} * P.st_stride + 2u * n] = m${i}; ST[r${i} * P.st_stride + 2u * n + 1u] = lt${i}; }`);
     fin.push('  }');
   }

@@ -154,17 +154,16 @@ function lanesTile(S: number, nCount: number): { TN: number; TM: number } {
   return { TN: pick.TN, TM: 8 };
 }
 
-/**
- * Weight kk (0..7) of the current chunk for lane channel j, from v{j}a/v{j}b (f32) or v{j} (8 packed
- * halves). `constKk` (when kk is a literal) selects components statically.
- */
-function weightValue(half: 'f32' | 'f16' | 'bf16', j: number, kk: string, constKk?: number): string {
-  if (constKk !== undefined) {
-    if (half === 'f32') return `v${j}${constKk < 4 ? 'a' : 'b'}.${'xyzw'[constKk & 3]}`;
-    const word = `v${j}.${'xyzw'[constKk >> 1]}`;
-    if (half === 'bf16') return constKk & 1 ? `bitcast<f32>(${word} & 0xffff0000u)` : `bitcast<f32>(${word} << 16u)`;
-    return `unpack2x16float(${word}).${constKk & 1 ? 'y' : 'x'}`;
-  }
+/** Weight kk (a literal 0..7) of the current chunk for lane channel j, from v{j}a/v{j}b (f32) or v{j} (8 packed halves). */
+function weightValue(half: 'f32' | 'f16' | 'bf16', j: number, kk: number): string {
+  if (half === 'f32') return `v${j}${kk < 4 ? 'a' : 'b'}.${'xyzw'[kk & 3]}`;
+  const word = `v${j}.${'xyzw'[kk >> 1]}`;
+  if (half === 'bf16') return kk & 1 ? `bitcast<f32>(${word} & 0xffff0000u)` : `bitcast<f32>(${word} << 16u)`;
+  return `unpack2x16float(${word}).${kk & 1 ? 'y' : 'x'}`;
+}
+
+/** The same for a runtime index `kk` (the portable kernel's rolled loop). */
+function weightValueAt(half: 'f32' | 'f16' | 'bf16', j: number, kk: string): string {
   if (half === 'f32') return `select(v${j}b[${kk} & 3u], v${j}a[${kk} & 3u], ${kk} < 4u)`;
   const word = `v${j}[${kk} >> 1u]`;
   if (half === 'bf16') return `bitcast<f32>(select(${word} << 16u, ${word} & 0xffff0000u, (${kk} & 1u) == 1u))`;
@@ -210,20 +209,23 @@ function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 
       else body.push(`${p}let v${j} = W[wr${j} + wb + ${c}];`);
     }
     if (share === 'broadcast') {
-      // Unrolled: subgroupBroadcast needs a constant lane.
-      for (let kk = 0; kk < 8; kk++) {
-        for (const j of J) body.push(`${p}let w${j}_${kk} = ${weightValue(half, j, `${kk}u`, kk)};`);
-        for (const i of I) {
-          body.push(`${p}{ let s = subgroupBroadcast(a${i}, ${c * 8 + kk}u);`);
-          for (const j of J) body.push(`${p}  c${i}_${j} = fma(s, w${j}_${kk}, c${i}_${j});`);
-          body.push(`${p}}`);
+      // Unrolled (subgroupBroadcast needs a constant lane): the chunk's weights and shared x values,
+      // then one chain of 8 multiply-adds per accumulator (measured ~10% faster on lavapipe than
+      // interleaving them).
+      for (let kk = 0; kk < 8; kk++) for (const j of J) body.push(`${p}let w${j}_${kk} = ${weightValue(half, j, kk)};`);
+      for (const i of I) for (let kk = 0; kk < 8; kk++) body.push(`${p}let s${i}_${kk} = subgroupBroadcast(a${i}, ${c * 8 + kk}u);`);
+      for (const i of I) {
+        for (const j of J) {
+          let acc = `c${i}_${j}`;
+          for (let kk = 0; kk < 8; kk++) acc = `fma(s${i}_${kk}, w${j}_${kk}, ${acc})`;
+          body.push(`${p}c${i}_${j} = ${acc};`);
         }
       }
     } else {
       // A loop over the chunk's channels keeps the portable kernel small (fast to compile).
       body.push(`${p}for (var kk = 0u; kk < 8u; kk++) {`);
       body.push(`${p}  let ci = cb + ${c * 8}u + kk; let cok = ci < P.c_count; let xl = i32(ci) * P.x_chan; let cl = i32(ci) * P.c_chan;`);
-      for (const j of J) body.push(`${p}  let w${j} = ${weightValue(half, j, 'kk')};`);
+      for (const j of J) body.push(`${p}  let w${j} = ${weightValueAt(half, j, 'kk')};`);
       for (const i of I) {
         body.push(`${p}  { let s = load_x(xo${i}, co${i}, xl, cl, cok);`);
         for (const j of J) body.push(`${p}    c${i}_${j} = fma(s, w${j}, c${i}_${j});`);
@@ -369,6 +371,9 @@ export function conv3d(e: Engine, x: Tensor, weight: Tensor, opts: Conv3dOptions
     const outShape = [cout, to, ho, wo];
     if (opts.out && (opts.out.dtype !== 'f32' || opts.out.numel !== cout * to * ho * wo)) {
       throw new Error(`${op}: out [${opts.out.shape}] ${opts.out.dtype} does not hold f32 [${outShape}]`);
+    }
+    if (opts.out && (opts.out.storage === x.storage || opts.out.storage === opts.cache?.storage)) {
+      throw new Error(`${op}: out must not alias x or the cache`);
     }
     const y = opts.out ?? e.empty(outShape, 'f32', 'conv3d out');
     let bias: Tensor | undefined = opts.bias;

@@ -151,7 +151,9 @@ export interface LinearProblem {
 /**
  * Makes sure the shape classes of these problems are tuned on this adapter: times the candidate
  * variants on a representative problem (checking each against the portable kernel) and caches the
- * fastest on disk (engine/tuning.ts). Cheap when already cached. Returns class -> chosen variant.
+ * fastest on disk (engine/tuning.ts). Cheap when already cached. Returns class -> the variant
+ * linear() uses from now on. linear() itself never times anything (it records work synchronously):
+ * call this once per process before the hot loop, e.g. when a model is loaded.
  */
 export async function tuneLinear(e: Engine, problems: LinearProblem[], log?: (line: string) => void): Promise<Record<string, string>> {
   const chosen: Record<string, string> = {};
@@ -162,7 +164,9 @@ export async function tuneLinear(e: Engine, problems: LinearProblem[], log?: (li
     const key = shapeClass(p.M, xDtype, wDtype);
     if (key in chosen) continue;
     const candidates = CANDIDATES[cls].filter((n) => variantAvailable(e, variantByName(e, n)));
-    chosen[key] = await tuneVariant(e.gpu.summary.description, FAMILY, key, candidates, (runs) => timeCandidates(e, PROBLEM[cls], xDtype, wDtype, candidates, runs), log);
+    await tuneVariant(e.gpu.summary.description, FAMILY, key, candidates, (runs) => timeCandidates(e, PROBLEM[cls], xDtype, wDtype, candidates, runs), log);
+    // What linear() will use from now on (a WAN_TUNE override included).
+    chosen[key] = chooseVariant(e, p.M, xDtype, wDtype).name;
   }
   return chosen;
 }

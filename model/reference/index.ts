@@ -9,5 +9,7 @@ import './ops_rope.ts';
 import './ops_rng.ts';
 import './pipeline.ts';
 import './t5.ts';
+import './ops_conv_layout.ts';
+import './vae.ts';
 export { verifyFixture, expandFixtureDirs, knownKinds, fixtureKind, registerKind, type VerifyResult, type FixtureKind } from './registry.ts';
 export { compareOutput, type OutputCheck } from './compare.ts';

@@ -249,7 +249,11 @@ export class AttentionBlock implements VaeModule {
       const tokens = vaeChannelsToTokens(e, n, 0, C); // [T*H*W, C]
       n.dispose();
       const head = (w: Tensor, b: Tensor) => ops.linear(e, tokens, w, { bias: b }).reshape([T, H * W, 1, C]);
-      const o = ops.flashAttention(e, head(this.wq, this.bq), head(this.wk, this.bk), head(this.wv, this.bv));
+      // The head dim is the full width (384..1024 in the real models): the 8-lane subgroup kernel
+      // unrolls per head dim and takes minutes to compile there (6 min for 384 on lavapipe), so
+      // wide heads use the portable kernel (what 'auto' picks on GPUs anyway).
+      const variant = C > 128 ? 'portable' : 'auto';
+      const o = ops.flashAttention(e, head(this.wq, this.bq), head(this.wk, this.bk), head(this.wv, this.bv), { variant });
       const proj = ops.linear(e, o.reshape([T * H * W, C]), this.wo, { bias: this.bo });
       const y = vaeTokensToChannels(e, proj, [C, T, H, W]);
       ops.binary(e, 'add', y, x, { out: y });
@@ -348,7 +352,7 @@ export class Resample implements VaeModule {
     }
     owned?.dispose();
     if (this.mode === 'downsample3d' && p.whole && y.shape[1] > 1) {
-      // [y0, conv(y0, y1, y2), conv(y2, y3, y4), ...]: the stride-2 conv over all frames after y0.
+      // [y0, conv(y0, y1, y2), conv(y2, y3, y4), ...]: y0, then the stride-2 conv over all frames.
       const first = sliceFrames(e, y, 0, 1);
       const conv = this.timeConv!.run(e, y);
       y.dispose();

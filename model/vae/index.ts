@@ -47,7 +47,7 @@ export interface VaeConfig {
   version: VaeVersion;
   /** Latent channels. */
   zDim: number;
-  /** Widths of the first encoder / decoder conv outputs (real: 96 / 96 for 2.1, 160 / 1024 for 2.2). */
+  /** Base widths (the official dim / dec_dim): encoder.conv1 output, decoder head input (real: 96 / 96 for 2.1, 160 / 256 for 2.2). */
   encoderDim: number;
   decoderDim: number;
   /** Patchify size around the network (1 for 2.1, 2 for 2.2). */
@@ -147,7 +147,7 @@ export class WanVAE {
       const up = resampleFactors(decoder);
       if (down.t !== CHUNK || up.t !== CHUNK || down.s !== up.s) fail(`resampling ${down.t}x${down.s} down / ${up.t}x${up.s} up; the chunked loops need 4x in time both ways`);
       const s = down.s * patch;
-      const config: VaeConfig = { version, zDim, encoderDim: encoder.conv1.outChannels, decoderDim: decoder.conv1.outChannels, patch, stride: [CHUNK, s, s] };
+      const config: VaeConfig = { version, zDim, encoderDim: encoder.conv1.outChannels, decoderDim: decoder.head.inChannels, patch, stride: [CHUNK, s, s] };
       if (W.stats.overflows > 0) console.warn(`warning: ${W.stats.overflows} VAE weights overflowed to infinity in ${W.dtype}`);
       return new WanVAE(e, config, encoder, decoder, conv1, conv2, W);
     } catch (err) {
