@@ -253,7 +253,8 @@ export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: 
   // Logits, one step of 8 head dims: lane l loads dim d0 + l of each row, broadcast to all lanes.
   const logits: string[] = [];
   const ind = '      ';
-  for (const i of I) logits.push(`${ind}let q${i} = Q[qr${i} + d0 + lane];`);
+  const qu = process.env.ATT_QU === '1';
+  if (!qu) for (const i of I) logits.push(`${ind}let q${i} = Q[qr${i} + d0 + lane];`);
   for (const j of J) {
     logits.push(`${ind}let k${j}a = K[(kr${j} + d0) >> 2u];`);
     logits.push(`${ind}let k${j}b = K[((kr${j} + d0) >> 2u) + 1u];`);
@@ -261,7 +262,7 @@ export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: 
   for (let kk = 0; kk < 8; kk++) {
     const comp = `${kk < 4 ? 'a' : 'b'}.${'xyzw'[kk & 3]}`;
     for (const i of I) {
-      logits.push(`${ind}{ let b = subgroupBroadcast(q${i}, ${kk}u);`);
+      logits.push(qu ? `${ind}{ let b = Q[qr${i} + d0 + ${kk}u];` : `${ind}{ let b = subgroupBroadcast(q${i}, ${kk}u);`);
       logits.push(`${ind}  ` + J.map((j) => `s${i}_${j} = fma(b, k${j}${comp}, s${i}_${j});`).join(' '));
       logits.push(`${ind}}`);
     }

@@ -345,7 +345,7 @@ function fail(msg: string): never {
   throw new Error(`linear: ${msg}`);
 }
 
-function describe(t: Tensor): string {
+function describeTensor(t: Tensor): string {
   return `"${t.label}" [${t.shape}] ${t.dtype}`;
 }
 
@@ -353,26 +353,26 @@ function describe(t: Tensor): string {
 export function linear(e: Engine, x: Tensor, w: Tensor, opts: LinearOptions = {}): Tensor {
   x.assertAlive('linear');
   w.assertAlive('linear');
-  if (w.shape.length !== 2) fail(`weight ${describe(w)} must be [N, K]`);
+  if (w.shape.length !== 2) fail(`weight ${describeTensor(w)} must be [N, K]`);
   const [N, K] = w.shape;
-  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K) fail(`input ${describe(x)} does not end in K = ${K} of weight ${describe(w)}`);
-  if (N === 0 || K === 0) fail(`empty weight ${describe(w)}`);
+  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== K) fail(`input ${describeTensor(x)} does not end in K = ${K} of weight ${describeTensor(w)}`);
+  if (N === 0 || K === 0) fail(`empty weight ${describeTensor(w)}`);
   const M = x.numel / K;
-  if (x.dtype !== 'f32' && x.dtype !== 'f16') fail(`input ${describe(x)} must be f32 or f16`);
-  if (w.dtype !== 'bf16' && w.dtype !== 'f16' && w.dtype !== 'f32') fail(`weight ${describe(w)} must be bf16, f16 or f32`);
+  if (x.dtype !== 'f32' && x.dtype !== 'f16') fail(`input ${describeTensor(x)} must be f32 or f16`);
+  if (w.dtype !== 'bf16' && w.dtype !== 'f16' && w.dtype !== 'f32') fail(`weight ${describeTensor(w)} must be bf16, f16 or f32`);
   const yDtype = opts.outDtype ?? (x.dtype as 'f32' | 'f16');
   if ((x.dtype === 'f16' || yDtype === 'f16') && !e.gpu.hasF16) fail(`f16 activations need the shader-f16 feature, which this adapter lacks`);
 
   const { bias, residual } = opts;
-  if (bias && (bias.dtype !== 'f32' || bias.numel !== N)) fail(`bias ${describe(bias)} must be f32 with ${N} elements`);
+  if (bias && (bias.dtype !== 'f32' || bias.numel !== N)) fail(`bias ${describeTensor(bias)} must be f32 with ${N} elements`);
   let rowsPerGate = Math.max(1, M);
   if (residual) {
-    if (residual.x.dtype !== yDtype || residual.x.numel !== M * N) fail(`residual ${describe(residual.x)} must be ${yDtype} with ${M}x${N} elements`);
+    if (residual.x.dtype !== yDtype || residual.x.numel !== M * N) fail(`residual ${describeTensor(residual.x)} must be ${yDtype} with ${M}x${N} elements`);
     const g = residual.gate;
     if (g) {
-      if (g.dtype !== 'f32' || g.numel % N !== 0 || g.numel === 0) fail(`gate ${describe(g)} must be f32 with G*${N} elements`);
+      if (g.dtype !== 'f32' || g.numel % N !== 0 || g.numel === 0) fail(`gate ${describeTensor(g)} must be f32 with G*${N} elements`);
       const G = g.numel / N;
-      if (M % G !== 0) fail(`gate ${describe(g)} has ${G} rows, which do not divide the ${M} output rows`);
+      if (M % G !== 0) fail(`gate ${describeTensor(g)} has ${G} rows, which do not divide the ${M} output rows`);
       rowsPerGate = Math.max(1, M / G);
     }
   }
@@ -381,8 +381,9 @@ export function linear(e: Engine, x: Tensor, w: Tensor, opts: LinearOptions = {}
   if (opts.out) {
     y = opts.out;
     y.assertAlive('linear');
-    if (y.numel !== M * N || y.dtype !== yDtype) fail(`out ${describe(y)} must be ${yDtype} [${outShape}]`);
-    if (y.storage === x.storage || y.storage === w.storage) fail(`out ${describe(y)} must not alias the input or the weight`);
+    if (y.numel !== M * N || y.dtype !== yDtype) fail(`out ${describeTensor(y)} must be ${yDtype} [${outShape}]`);
+    const readOnly = [x, w, bias, residual?.gate].filter((t): t is Tensor => t !== undefined);
+    if (readOnly.some((t) => t.storage === y.storage)) fail(`out ${describeTensor(y)} must not alias the input, weight, bias or gate`);
   } else {
     y = e.empty(outShape, yDtype, 'linear');
   }
@@ -441,20 +442,21 @@ export function matmul(e: Engine, a: Tensor, b: Tensor, opts: MatmulOptions = {}
   const op = 'matmul';
   a.assertAlive(op);
   b.assertAlive(op);
+  if (a.shape.length < 2 || a.shape.length > 3 || b.shape.length !== a.shape.length) {
+    throw new Error(`${op}: operands ${describeTensor(a)} and ${describeTensor(b)} must both be 3-D [B, ., .] (or both 2-D)`);
+  }
   const as3 = (t: Tensor) => (t.shape.length === 2 ? [1, ...t.shape] : t.shape);
   const [B, M, K] = as3(a);
-  const bs = as3(b);
-  if (a.shape.length < 2 || a.shape.length > 3 || b.shape.length !== a.shape.length) throw new Error(`${op}: operands ${describe(a)} and ${describe(b)} must both be [B, M, K]-style 3-D (or 2-D)`);
-  const [Bb, r1, r2] = bs;
+  const [Bb, r1, r2] = as3(b);
   const N = opts.transB ? r1 : r2;
   const Kb = opts.transB ? r2 : r1;
-  if (Bb !== B || Kb !== K) throw new Error(`${op}: ${describe(a)} x ${describe(b)}${opts.transB ? 'ᵀ' : ''} do not match`);
-  if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new Error(`${op}: operands must be f32 (${describe(a)}, ${describe(b)})`);
+  if (Bb !== B || Kb !== K) throw new Error(`${op}: ${describeTensor(a)} x ${describeTensor(b)}${opts.transB ? 'ᵀ' : ''} do not match`);
+  if (a.dtype !== 'f32' || b.dtype !== 'f32') throw new Error(`${op}: operands must be f32 (${describeTensor(a)}, ${describeTensor(b)})`);
   const outShape = a.shape.length === 2 ? [M, N] : [B, M, N];
   let c: Tensor;
   if (opts.out) {
     c = opts.out;
-    if (c.numel !== B * M * N || c.dtype !== 'f32') throw new Error(`${op}: out ${describe(c)} must be f32 [${outShape}]`);
+    if (c.numel !== B * M * N || c.dtype !== 'f32') throw new Error(`${op}: out ${describeTensor(c)} must be f32 [${outShape}]`);
     if (c.storage === a.storage || c.storage === b.storage) throw new Error(`${op}: out must not alias an operand`);
   } else {
     c = e.empty(outShape, 'f32', 'matmul');
@@ -473,8 +475,8 @@ export function matmul(e: Engine, a: Tensor, b: Tensor, opts: MatmulOptions = {}
     ],
     e.gpu.maxWorkgroupsPerDim,
   );
-  const tiles = Math.ceil(N / 32) * Math.ceil(M / 32);
-  if (tiles > e.gpu.maxWorkgroupsPerDim) throw new Error(`${op}: ${M}x${N} is too large for one batched dispatch; use linear`);
+  const max = e.gpu.maxWorkgroupsPerDim;
+  if (Math.ceil(N / 32) > max || Math.ceil(M / 32) > max) throw new Error(`${op}: ${M}x${N} per batch is too large for one dispatch; use linear`);
   for (const w of windows) {
     e.dispatch({ op, pipeline, params: new Uniforms().u32(M).u32(N).u32(K), buffers: w.bindings, workgroups: [Math.ceil(N / 32), Math.ceil(M / 32), w.rows] });
   }

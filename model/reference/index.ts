@@ -11,5 +11,6 @@ import './pipeline.ts';
 import './t5.ts';
 import './ops_conv_layout.ts';
 import './vae.ts';
+import './ops_linear.ts';
 export { verifyFixture, expandFixtureDirs, knownKinds, fixtureKind, registerKind, type VerifyResult, type FixtureKind } from './registry.ts';
 export { compareOutput, type OutputCheck } from './compare.ts';
