@@ -3,8 +3,9 @@
 // sigma = 1 exactly. At sigma 1, lambda = log(0) = -inf; IEEE inf arithmetic gives the official
 // result (exp(-inf) = 0, 1/r0 = 0), as in torch.
 import { dpmppSchedule, type SigmaSchedule } from './sigmas.ts';
-import { f, log32, exp32, subScaled, checkSameLength } from './f32.ts';
+import { f, exp32, subScaled, checkSameLength } from './f32.ts';
 import type { FlowScheduler, StepRecord } from './types.ts';
+import { indexForTimestep, lambdaAt } from './common.ts';
 
 export class FlowDPMppScheduler implements FlowScheduler {
   readonly timesteps: number[];
@@ -22,20 +23,12 @@ export class FlowDPMppScheduler implements FlowScheduler {
   }
 
   private lambda(i: number): number {
-    const sigma = this.sigmas[i];
-    return f(log32(f(1 - sigma)) - log32(sigma));
-  }
-
-  private indexForTimestep(t: number): number {
-    const hits: number[] = [];
-    this.timesteps.forEach((v, i) => v === t && hits.push(i));
-    if (hits.length === 0) throw new Error(`dpm++: timestep ${t} is not in the schedule`);
-    return hits[hits.length > 1 ? 1 : 0];
+    return lambdaAt(this.sigmas, i);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): Float32Array {
     checkSameLength('dpm++ step', modelOutput, sample);
-    if (this.stepIndex === null) this.stepIndex = this.indexForTimestep(timestep);
+    if (this.stepIndex === null) this.stepIndex = indexForTimestep(this.timesteps, timestep, 'dpm++');
     const i = this.stepIndex;
     const n = this.timesteps.length;
     if (i >= n) throw new Error(`dpm++: step ${i + 1} beyond the ${n} scheduled steps`);

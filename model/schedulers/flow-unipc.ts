@@ -2,8 +2,9 @@
 // uses: flow prediction converted to x0 (predict_x0), solver_order 2, UniP-B(h) predictor and UniC
 // corrector of type bh2, lower_order_final, final sigma 0. Operates on host float32 latents.
 import { unipcSchedule, type SigmaSchedule } from './sigmas.ts';
-import { f, log32, expm1_32, axpby, subScaled, diffDiv, checkSameLength } from './f32.ts';
+import { f, expm1_32, axpby, subScaled, diffDiv, checkSameLength } from './f32.ts';
 import type { FlowScheduler, StepRecord } from './types.ts';
+import { indexForTimestep, lambdaAt } from './common.ts';
 
 const SOLVER_ORDER = 2;
 
@@ -26,21 +27,12 @@ export class FlowUniPCScheduler implements FlowScheduler {
   }
 
   private lambda(i: number): number {
-    const sigma = this.sigmas[i];
-    return f(log32(f(1 - sigma)) - log32(sigma));
-  }
-
-  /** The official index_for_timestep: the SECOND match when a timestep value occurs twice. */
-  private indexForTimestep(t: number): number {
-    const hits: number[] = [];
-    this.timesteps.forEach((v, i) => v === t && hits.push(i));
-    if (hits.length === 0) throw new Error(`unipc: timestep ${t} is not in the schedule`);
-    return hits[hits.length > 1 ? 1 : 0];
+    return lambdaAt(this.sigmas, i);
   }
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): Float32Array {
     checkSameLength('unipc step', modelOutput, sample);
-    if (this.stepIndex === null) this.stepIndex = this.indexForTimestep(timestep);
+    if (this.stepIndex === null) this.stepIndex = indexForTimestep(this.timesteps, timestep, 'unipc');
     const i = this.stepIndex;
     if (i >= this.timesteps.length) throw new Error(`unipc: step ${i + 1} beyond the ${this.timesteps.length} scheduled steps`);
     // x0 = sample - sigma * v
