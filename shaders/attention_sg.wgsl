@@ -1,18 +1,22 @@
 // Flash attention (online softmax) as a subgroup register kernel: the CPU (lavapipe) variant.
-// One workgroup is one subgroup of 8 lanes (chosen only when the adapter's subgroups are at least 8
-// lanes; a workgroup of 8 is then a single subgroup). No workgroup memory, no barriers: lanes share
-// values with subgroupBroadcast only, so on lavapipe (a subgroup = one SIMD vector) everything stays
-// in vector registers.
-// A workgroup owns TM query rows of one head. Keys go in blocks of 8*TN: lane l owns keys 8j + l
-// (j < TN) of the block and computes their logits for the TM rows (each lane loads one of every 8
-// head dims of the rows, which are broadcast); then each key's probabilities are broadcast from its
-// lane while every lane accumulates its head columns 8c + l (c < D/8) of the TM rows.
+// One workgroup is one subgroup of 8 lanes (chosen only when the adapter's subgroups have at least 8
+// lanes, so that a workgroup of 8 is a single subgroup). No workgroup memory, no barriers: lanes
+// exchange values with subgroupShuffle only, so on lavapipe (a subgroup = one SIMD vector) the tile
+// stays in vector registers.
+// A workgroup owns TM query rows of one head. Keys go in blocks of KB = 8*TN:
+//   logits  lane l owns keys 8j + l (j < TN) of the block; per step of 32 head dims each lane loads
+//           dims 4l..4l+3 of every row, and the lanes take turns sharing theirs (shuffle from lane x)
+//           while every lane multiplies them with its keys' dims 4x..4x+3;
+//   softmax block max over the lanes (subgroupMax), running max/sum update, p = exp2(t - max);
+//   p V     key by key, its p values (held by the lane that owns the key) are shuffled to all lanes,
+//           and lane l accumulates head columns 4(l + 8c)..+3 (c < CV) of the TM rows.
 // State (running max, running sum, unnormalised output) can continue from / stop at a key window
 // boundary: flags bit 0 = first key window (start fresh), bit 1 = last (normalise and finish).
+// The head dim is a uniform (multiple of 4, at most 32*CV), so one pipeline serves a range of dims.
 // Defines (the unrolled code comes from engine/ops/attention.ts, sgAttentionDefines):
-//   D head dim (multiple of 8), TM rows, KB = 8*TN keys per block, BIAS 0 none / 1 relative table
-//   [N, lq+lk-1] indexed by key - query + lq - 1 / 2 full [N, lq, lk];
-//   SETUP (row offsets, state), LOGITS (one 8-dim step of the logits), SOFTMAX, PV (acc += p V), FINISH.
+//   TM rows, KB keys per block, BIAS 0 none / 1 relative table [N, lq+lk-1] indexed by
+//   key - query + lq - 1 / 2 full [N, lq, lk]; SETUP (row offsets, state), KEYS (per block),
+//   LOGITS, SOFTMAX, PV, FINISH.
 enable subgroups;
 //!include index
 
@@ -30,17 +34,17 @@ struct Params {
   bias_lk: u32,
   scale_log2: f32, // softmax scale * log2(e): logits are kept in base 2
   st_stride: u32,  // floats per token row of the state (running max and sum of each head, padded)
+  dim: u32,        // head dim D
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> K: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> V: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> ST: array<f32>;
 @group(0) @binding(6) var<storage, read> BIAS: array<f32>;
 
-const D: u32 = {{D}}u;
 const BIAS_MODE: u32 = {{BIAS}}u;
 const F32_MIN: f32 = -3.40282346638528859812e+38f;
 const LOG2E: f32 = 1.44269504088896340736f;
@@ -63,16 +67,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n = flat % P.heads;
   let row0 = (flat / P.heads) * {{TM}}u;
   if (row0 >= P.q_rows) { return; }
-  let stride = P.heads * D;
-  let head = n * D;
+  let d4 = P.dim >> 2u;              // vec4s per head row
+  let stride4 = P.heads * d4;        // vec4s per token row
+  let head4 = n * d4;
   let first = (P.flags & 1u) != 0u;
   let last = (P.flags & 2u) != 0u;
+  // The 8 invocations must be lanes 0..7 of one subgroup; otherwise the running sums start as NaN:
+  // a loud failure, never a silently wrong result.
+  let lane_hi = subgroupMax(lane);
+  let lane_lo = subgroupMin(lane);
+  let l_init = select(bitcast<f32>(0x7fc00000u | (P.flags & 0u)), 0.0, lane_hi == 7u && lane_lo == 0u);
 {{SETUP}}
   for (var kb = 0u; kb < P.k_rows; kb += {{KB}}u) {
 {{KEYS}}
-    for (var d0 = 0u; d0 < D; d0 += 8u) {
 {{LOGITS}}
-    }
 {{SOFTMAX}}
 {{PV}}
   }

@@ -8,7 +8,7 @@ import type { Tensor } from '../tensor.ts';
 import { planWindows, wholeBinding, type Binding, type Window } from '../windows.ts';
 
 export type AttentionMaskMode = 'exclude' | 'float32min';
-export type AttentionVariant = 'auto' | 'subgroup8' | 'sg' | 'portable';
+export type AttentionVariant = 'auto' | 'subgroup' | 'portable';
 
 export interface AttentionOptions {
   /** Per batch element: keys j >= kLens[b] are masked (see maskMode). Query rows are all computed. */
@@ -27,8 +27,14 @@ export interface AttentionOptions {
    * then averages V over all keys, exactly like torch.
    */
   maskMode?: AttentionMaskMode;
-  /** Kernel choice; 'auto' takes the subgroup kernel on 8-lane subgroups (CPU adapters). */
+  /**
+   * Kernel: 'subgroup' (attention_sg, needs subgroups of >= 8 lanes and a head dim multiple of 4),
+   * 'portable' (attention.wgsl), or 'auto': the subgroup kernel where subgroups are exactly 8 lanes
+   * (CPU SIMD8 adapters such as lavapipe, where it is the fast one), else the portable kernel.
+   */
   variant?: AttentionVariant;
+  /** Subgroup kernel tile (benchmarks): query rows per workgroup (default 16), keys per lane and block (default 4). */
+  tile?: { rows: number; keysPerLane: number };
   /** Write the result here (f32, same element count as q) instead of a new tensor. */
   out?: Tensor;
 }
@@ -48,13 +54,14 @@ function dimsOf(op: string, name: string, t: Tensor): Dims {
   throw new Error(`${op}: ${name} "${t.label}" has shape [${s}], expected [B, L, N, D] or [L, N, D]`);
 }
 
-/** Whether the 8-lane subgroup kernel is valid (and the better choice) on this adapter. */
-function subgroup8Usable(e: Engine): { valid: boolean; preferred: boolean } {
+/** Whether the 8-lane subgroup kernel is valid here, and whether it is the better choice. */
+function subgroupKernelUsable(e: Engine): { valid: boolean; preferred: boolean } {
   const info = e.gpu.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
   const min = info.subgroupMinSize ?? 0;
   const max = info.subgroupMaxSize ?? 0;
+  // A workgroup of 8 invocations is one subgroup when every subgroup has at least 8 lanes.
   const valid = e.gpu.hasSubgroups && min >= 8;
-  // Exactly 8 lanes: a CPU SIMD8 rasteriser (lavapipe), where a workgroup of 8 is one full vector.
+  // Exactly 8 lanes: a CPU SIMD8 implementation (lavapipe), where the 8 lanes are one full vector.
   return { valid, preferred: valid && max === 8 };
 }
 
@@ -101,23 +108,22 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
     else throw new Error(`${op}: bias [${b.shape}] is neither [N, Lq+Lk-1] = [${N}, ${Lq + Lk - 1}] nor [N, Lq, Lk] = [${N}, ${Lq}, ${Lk}]`);
   }
 
-  const sg = subgroup8Usable(e);
+  const sg = subgroupKernelUsable(e);
   const variant = opts.variant ?? 'auto';
-  let useSg8: boolean;
-  if (variant === 'subgroup8') {
-    if (!sg.valid) throw new Error(`${op}: the subgroup8 kernel needs subgroups of at least 8 lanes`);
-    if (D % 4 !== 0) throw new Error(`${op}: the subgroup8 kernel needs a head dim multiple of 4 (got ${D})`);
-    useSg8 = true;
+  let useSg: boolean;
+  if (variant === 'subgroup') {
+    if (!sg.valid) throw new Error(`${op}: the subgroup kernel needs subgroups of at least 8 lanes (adapter "${e.gpu.summary.description}")`);
+    if (D % 4 !== 0) throw new Error(`${op}: the subgroup kernel needs a head dim multiple of 4 (got ${D})`);
+    useSg = true;
   } else {
-    useSg8 = variant === 'auto' && sg.preferred && D % 4 === 0;
+    useSg = variant === 'auto' && sg.preferred && D % 4 === 0;
   }
-  const TM = Number(process.env.ATT_TM ?? 8), TN = Number(process.env.ATT_TN ?? 8);
-  const pipeline = variant === 'sg'
-    ? e.pipeline('attention_sg', sgAttentionDefines(TM, TN, D, biasMode))
-    : useSg8
-    ? e.pipeline('attention_sg8', { D, BIAS: biasMode })
+  const TM = opts.tile?.rows ?? 16;
+  const TN = opts.tile?.keysPerLane ?? 4;
+  const pipeline = useSg
+    ? e.pipeline('attention_sg', sgAttentionDefines(TM, TN, Math.ceil(D / 32), biasMode))
     : e.pipeline('attention', { D, BK: Math.max(1, Math.min(16, Math.floor(2048 / D))), BIAS: biasMode });
-  const rowsPerWorkgroup = variant === 'sg' ? TM : useSg8 ? 8 : 64;
+  const rowsPerWorkgroup = useSg ? TM : 64;
 
   // Output rows: one token (all heads) per row, so segments and windows hold whole tokens.
   let o: Tensor;
@@ -182,7 +188,8 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
             .u32(Lq)
             .u32(Lk)
             .f32(scale * Math.LOG2E)
-            .u32(stStride);
+            .u32(stStride)
+            .u32(D);
           const buffers: Binding[] = [qw.bindings[0], kw.bindings[0], kw.bindings[1], qw.bindings[1], multi ? qw.bindings[2] : stateWhole!, biasBinding];
           e.dispatch({ op, pipeline, params, buffers, workgroups: Math.ceil(qc.rows / rowsPerWorkgroup) * N });
         });
@@ -212,71 +219,66 @@ function reduceRows(fn: string, rows: number[], expr: (i: number) => string, out
 }
 
 /**
- * The unrolled parts of attention_sg.wgsl for TM query rows per workgroup, TN keys per lane and block,
- * head dim D (multiple of 8). Per-lane values are named scalars / vec4s so that they stay in registers;
- * the loops over head dims (logits) and over the block's key groups (p V) stay loops, which keeps the
- * shader small enough for lavapipe's LLVM to compile in about a second.
+ * The unrolled parts of attention_sg.wgsl for TM query rows per workgroup, TN keys per lane and
+ * block, and head dims up to 32*CV. Per-lane values are named scalars / vec4s so that they stay in
+ * registers; the loops over head dims and over the keys of a block stay loops (subgroupShuffle takes
+ * a loop-counter lane), which keeps the shader small enough for lavapipe's LLVM to compile in seconds.
  */
-export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: number): Record<string, string | number> {
-  if (D % 8 !== 0) throw new Error(`attention_sg: head dim ${D} is not a multiple of 8`);
+export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode: number): Record<string, string | number> {
   const I = [...Array(TM).keys()];
   const J = [...Array(TN).keys()];
-  // Output columns: lane l owns the vec4 chunks l + 8c of the head (c < CV); past D/4 they repeat the last.
-  const D4 = D / 4;
-  const CV = Math.ceil(D4 / 8);
   const C = [...Array(CV).keys()];
-  const chunk = (c: number) => (8 * (c + 1) <= D4 ? `lane + ${8 * c}u` : `min(lane + ${8 * c}u, ${D4 - 1}u)`);
   const groups = rowGroups(TM);
+  const i4 = '    ';
+  const i6 = '      ';
 
   const setup: string[] = [];
   for (const i of I) {
     setup.push(`  let r${i} = P.q_off + min(row0 + ${i}u, P.q_rows - 1u);`);
-    setup.push(`  let qr${i} = r${i} * stride + head;`);
+    setup.push(`  let qr${i} = r${i} * stride4 + head4;`);
     setup.push(`  let qp${i} = P.q_pos + min(row0 + ${i}u, P.q_rows - 1u);`);
     setup.push(`  var m${i} = F32_MIN;`);
-    setup.push(`  var l${i} = 0.0;`);
+    setup.push(`  var l${i} = l_init;`);
     setup.push('  ' + C.map((c) => `var a${i}_${c} = vec4<f32>(0.0);`).join(' '));
   }
   setup.push('  if (!first) {');
   for (const i of I) {
     setup.push(`    m${i} = ST[r${i} * P.st_stride + 2u * n];`);
-    setup.push(`    l${i} = select(0.0, ST[r${i} * P.st_stride + 2u * n + 1u], lane == 0u);`);
-    setup.push('    ' + C.map((c) => `a${i}_${c} = O[(qr${i} >> 2u) + ${chunk(c)}];`).join(' '));
+    setup.push(`    l${i} = select(0.0, ST[r${i} * P.st_stride + 2u * n + 1u], lane == 0u) + l_init;`);
+    setup.push('    ' + C.map((c) => `a${i}_${c} = O[qr${i} + min(lane + ${8 * c}u, d4 - 1u)];`).join(' '));
   }
   setup.push('  }');
+  // The block's probabilities, read back key by key in the p V loop.
   setup.push(`  var pp: array<f32, ${TM * TN}>;`);
 
   const keys: string[] = [];
-  for (const j of J) keys.push(`    let kr${j} = (P.k_off + min(kb + ${8 * j}u + lane, P.k_rows - 1u)) * stride + head;`);
-  for (const i of I) keys.push('    ' + J.map((j) => `var s${i}_${j} = 0.0;`).join(' '));
+  for (const j of J) keys.push(`${i4}let kr${j} = (P.k_off + min(kb + ${8 * j}u + lane, P.k_rows - 1u)) * stride4 + head4;`);
+  for (const i of I) keys.push(i4 + J.map((j) => `var s${i}_${j} = 0.0;`).join(' '));
 
-  // Logits, one step of 8 head dims: lane l loads dim d0 + l of each row, broadcast to all lanes.
+  // Logits, 8 vec4s (32 head dims) per step: lane l holds vec4 g0 + l of every row; lane x's are
+  // shuffled to all lanes, which multiply them with vec4 g0 + x of their keys.
   const logits: string[] = [];
-  const ind = '      ';
-  const qu = process.env.ATT_QU === '1';
-  if (!qu) for (const i of I) logits.push(`${ind}let q${i} = Q[qr${i} + d0 + lane];`);
-  for (const j of J) {
-    logits.push(`${ind}let k${j}a = K[(kr${j} + d0) >> 2u];`);
-    logits.push(`${ind}let k${j}b = K[((kr${j} + d0) >> 2u) + 1u];`);
+  logits.push(`${i4}for (var g0 = 0u; g0 < d4; g0 += 8u) {`);
+  for (const i of I) logits.push(`${i6}let q${i} = Q[qr${i} + min(g0 + lane, d4 - 1u)];`);
+  logits.push(`${i6}for (var x = 0u; x < min(8u, d4 - g0); x++) {`);
+  for (const j of J) logits.push(`${i6}  let k${j} = K[kr${j} + g0 + x];`);
+  for (const i of I) {
+    logits.push(`${i6}  { let b = subgroupShuffle(q${i}, x);`);
+    logits.push(`${i6}    ` + J.map((j) => `s${i}_${j} = fma(b.w, k${j}.w, fma(b.z, k${j}.z, fma(b.y, k${j}.y, fma(b.x, k${j}.x, s${i}_${j}))));`).join(' '));
+    logits.push(`${i6}  }`);
   }
-  for (let kk = 0; kk < 8; kk++) {
-    const comp = `${kk < 4 ? 'a' : 'b'}.${'xyzw'[kk & 3]}`;
-    for (const i of I) {
-      logits.push(qu ? `${ind}{ let b = Q[qr${i} + d0 + ${kk}u];` : `${ind}{ let b = subgroupBroadcast(q${i}, ${kk}u);`);
-      logits.push(`${ind}  ` + J.map((j) => `s${i}_${j} = fma(b, k${j}${comp}, s${i}_${j});`).join(' '));
-      logits.push(`${ind}}`);
-    }
-  }
+  logits.push(`${i6}}`);
+  logits.push(`${i4}}`);
 
   // Online softmax over the block (keys past k_rows get p = 0; masked keys the logit F32_MIN).
   const sm: string[] = [];
-  const i4 = '    ';
   for (const j of J) {
     sm.push(`${i4}let key${j} = kb + ${8 * j}u + lane;`);
     sm.push(`${i4}let out${j} = key${j} >= P.k_rows;`);
     sm.push(`${i4}let msk${j} = out${j} || key${j} >= P.k_valid;`);
     sm.push(`${i4}let kp${j} = P.k_pos + min(key${j}, P.k_rows - 1u);`);
   }
+  // (bias_at folds to 0 without a bias; calling it regardless keeps the bias binding in the layout.)
   for (const i of I) {
     for (const j of J) sm.push(`${i4}let t${i}_${j} = select(s${i}_${j} * P.scale_log2 + bias_at(n, qp${i}, kp${j}), F32_MIN, msk${j});`);
   }
@@ -288,24 +290,18 @@ export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: 
     sm.push(`${i4}m${i} = mn${i};`);
     for (const j of J) sm.push(`${i4}let p${i}_${j} = select(exp2(t${i}_${j} - mn${i}), 0.0, out${j}); pp[${j * TM + i}] = p${i}_${j};`);
     sm.push(`${i4}l${i} = l${i} * al${i} + ${J.map((j) => `p${i}_${j}`).join(' + ')};`);
-    sm.push(`${i4}` + C.map((c) => `a${i}_${c} *= al${i};`).join(' '));
+    sm.push(i4 + C.map((c) => `a${i}_${c} *= al${i};`).join(' '));
   }
 
-  // acc += p V, key group by key group: key kb + 8j + x lives in lane x. Keys past k_rows have p = 0
-  // and read the last valid V row.
+  // acc += p V, key by key: key kb + kk belongs to lane kk % 8 (its p values at pp[(kk / 8) * TM + i]).
   const pv: string[] = [];
-  pv.push(`${i4}for (var j = 0u; j < ${TN}u; j++) {`);
-  pv.push(`${i4}  let kj = kb + 8u * j;`);
-  pv.push(`${i4}  if (kj >= P.k_rows) { break; }`);
-  for (const i of I) pv.push(`${i4}  let pj${i} = pp[j * ${TM}u + ${i}u];`);
-  for (let x = 0; x < 8; x++) {
-    pv.push(`${i4}  {`);
-    pv.push(`${i4}    let vr = ((P.k_off + min(kj + ${x}u, P.k_rows - 1u)) * stride + head) >> 2u;`);
-    pv.push(`${i4}    ` + C.map((c) => `let v${c} = V[vr + ${chunk(c)}];`).join(' '));
-    for (const i of I) {
-      pv.push(`${i4}    { let p = subgroupBroadcast(pj${i}, ${x}u); ` + C.map((c) => `a${i}_${c} = fma(vec4<f32>(p), v${c}, a${i}_${c});`).join(' ') + ' }');
-    }
-    pv.push(`${i4}  }`);
+  pv.push(`${i4}for (var kk = 0u; kk < min(${8 * TN}u, P.k_rows - kb); kk++) {`);
+  pv.push(`${i6}let pj = (kk >> 3u) * ${TM}u;`);
+  pv.push(`${i6}let src = kk & 7u;`);
+  pv.push(`${i6}let vr = (P.k_off + kb + kk) * stride4 + head4;`);
+  pv.push(i6 + C.map((c) => `let v${c} = V[vr + min(lane + ${8 * c}u, d4 - 1u)];`).join(' '));
+  for (const i of I) {
+    pv.push(`${i6}{ let p = vec4<f32>(subgroupShuffle(pp[pj + ${i}u], src)); ` + C.map((c) => `a${i}_${c} = fma(p, v${c}, a${i}_${c});`).join(' ') + ' }');
   }
   pv.push(`${i4}}`);
 
@@ -314,15 +310,19 @@ export function sgAttentionDefines(TM: number, TN: number, D: number, biasMode: 
   for (const i of I) {
     fin.push(`  if (row0 + ${i}u < P.q_rows) {`);
     fin.push(`    let inv = select(1.0, select(1.0 / lt${i}, 0.0, lt${i} == 0.0), last);`);
-    for (const c of C) {
-      const st = `O[(qr${i} >> 2u) + lane + ${8 * c}u] = a${i}_${c} * inv;`;
-      fin.push(`    ${8 * (c + 1) <= D4 ? st : `if (lane + ${8 * c}u < ${D4}u) { ${st} }`}`);
-    }
+    for (const c of C) fin.push(`    if (lane + ${8 * c}u < d4) { O[qr${i} + lane + ${8 * c}u] = a${i}_${c} * inv; }`);
     fin.push(`    if (!last && lane == 0u) { ST[r${i} * P.st_stride + 2u * n] = m${i}; ST[r${i} * P.st_stride + 2u * n + 1u] = lt${i}; }`);
     fin.push('  }');
   }
-  const skip = process.env.ATT_SKIP ?? '';
-  if (skip.includes('pv')) pv.splice(0, pv.length, '    a0_0 += V[kb];');
-  if (skip.includes('logits')) logits.splice(0, logits.length, '      s0_0 += Q[d0] + K[d0].x;');
-  return { D, TM, KB: 8 * TN, BIAS: biasMode, SETUP: setup.join('\n'), KEYS: keys.join('\n'), LOGITS: logits.join('\n'), SOFTMAX: sm.join('\n'), PV: pv.join('\n'), FINISH: fin.join('\n') };
+  return {
+    TM,
+    KB: 8 * TN,
+    BIAS: biasMode,
+    SETUP: setup.join('\n'),
+    KEYS: keys.join('\n'),
+    LOGITS: logits.join('\n'),
+    SOFTMAX: sm.join('\n'),
+    PV: pv.join('\n'),
+    FINISH: fin.join('\n'),
+  };
 }

@@ -12,5 +12,6 @@ import './t5.ts';
 import './ops_conv_layout.ts';
 import './vae.ts';
 import './ops_linear.ts';
+import './ops_attention.ts';
 export { verifyFixture, expandFixtureDirs, knownKinds, fixtureKind, registerKind, type VerifyResult, type FixtureKind } from './registry.ts';
 export { compareOutput, type OutputCheck } from './compare.ts';
