@@ -5,8 +5,11 @@
 // State (running max, running sum, unnormalised output) can continue from / stop at a key window
 // boundary: flags bit 0 = first key window (start fresh), bit 1 = last (normalise and finish).
 // Defines: D (head dim), BK (keys per block; BK * D * 8 bytes of workgroup memory), BIAS (0 none,
-// 1 relative table [N, lq+lk-1] indexed by key - query + lq - 1, 2 full [N, lq, lk]).
+// 1 relative table [N, lq+lk-1] indexed by key - query + lq - 1, 2 full [N, lq, lk]); WORD (q/k/v
+// storage word: f32, or u32 holding two packed f16 / bf16), LOAD_Q / LOAD_K / LOAD_V (element i of
+// that array as f32).
 //!include index
+//!include half
 
 struct Params {
   q_rows: u32,     // query rows (tokens) of this dispatch
@@ -16,18 +19,22 @@ struct Params {
   k_off: u32,      // their first token row inside the K and V bindings
   k_pos: u32,      // position of the first one in its sequence (bias index)
   k_valid: u32,    // keys k >= k_valid (of this dispatch) get the logit F32_MIN (umT5 masking)
-  heads: u32,
+  heads: u32,      // heads per token (row stride)
   flags: u32,
   bias_lq: u32,    // sequence lengths the bias is laid out for
   bias_lk: u32,
   scale_log2: f32, // softmax scale * log2(e): logits are kept in base 2
   st_stride: u32,  // floats per token row of the state (running max and sum of each head, padded)
+  dim: u32,        // head dim (the D define)
+  head0: u32,      // first head of this dispatch (the bias binding starts at this head's row)
+  grid_heads: u32, // heads of this dispatch
+  bias_stride: u32, // floats per head of the bias binding (rows may be padded)
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<{{WORD}}>;
+@group(0) @binding(2) var<storage, read> K: array<{{WORD}}>;
+@group(0) @binding(3) var<storage, read> V: array<{{WORD}}>;
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ST: array<f32>;
 @group(0) @binding(6) var<storage, read> BIAS: array<f32>;
@@ -39,6 +46,10 @@ const WG: u32 = 64u;
 const F32_MIN: f32 = -3.40282346638528859812e+38f;
 const LOG2E: f32 = 1.44269504088896340736f;
 
+fn ld_q(i: u32) -> f32 { return {{LOAD_Q}}; }
+fn ld_k(i: u32) -> f32 { return {{LOAD_K}}; }
+fn ld_v(i: u32) -> f32 { return {{LOAD_V}}; }
+
 var<workgroup> Kt: array<f32, BK * D>;
 var<workgroup> Vt: array<f32, BK * D>;
 
@@ -46,8 +57,8 @@ var<workgroup> Vt: array<f32, BK * D>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let flat = flat_workgroup(wid, nwg);
-  let n = flat % P.heads;
-  let row0 = (flat / P.heads) * WG;
+  let n = P.head0 + flat % P.grid_heads;
+  let row0 = (flat / P.grid_heads) * WG;
   if (row0 >= P.q_rows) { return; }
   let stride = P.heads * D;
   let head = n * D;
@@ -57,7 +68,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let qpos = P.q_pos + rowc;
 
   var q: array<f32, D>;
-  for (var d = 0u; d < D; d++) { q[d] = Q[qo + d] * P.scale_log2; }
+  for (var d = 0u; d < D; d++) { q[d] = ld_q(qo + d) * P.scale_log2; }
   var acc: array<f32, D>;
   var m = F32_MIN;
   var l = 0.0;
@@ -74,8 +85,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var i = lid; i < nk * D; i += WG) {
       let j = i / D;
       let src = (P.k_off + kb + j) * stride + head + i % D;
-      Kt[i] = K[src];
-      Vt[i] = V[src];
+      Kt[i] = ld_k(src);
+      Vt[i] = ld_v(src);
     }
     workgroupBarrier();
     var s: array<f32, BK>;
@@ -86,9 +97,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let key = kb + j;
       let kpos = P.k_pos + key;
       if (BIAS_MODE == 1u) {
-        dot += LOG2E * BIAS[n * (P.bias_lq + P.bias_lk - 1u) + kpos + P.bias_lq - 1u - qpos];
+        dot += LOG2E * BIAS[(n - P.head0) * P.bias_stride + kpos + P.bias_lq - 1u - qpos];
       } else if (BIAS_MODE == 2u) {
-        dot += LOG2E * BIAS[(n * P.bias_lq + qpos) * P.bias_lk + kpos];
+        dot += LOG2E * BIAS[(n - P.head0) * P.bias_stride + qpos * P.bias_lk + kpos];
       }
       s[j] = select(dot, F32_MIN, key >= P.k_valid);
       bm = max(bm, s[j]);

@@ -14,9 +14,14 @@
 // boundary: flags bit 0 = first key window (start fresh), bit 1 = last (normalise and finish).
 // The head dim is a uniform (multiple of 4, at most 32*CV), so one pipeline serves a range of dims.
 // Defines (the unrolled code comes from engine/ops/attention.ts, sgAttentionDefines):
-//   TM rows, KB keys per block, BIAS 0 none / 1 relative table [N, lq+lk-1] indexed by
-//   key - query + lq - 1 / 2 full [N, lq, lk]; SETUP (row offsets, state), KEYS (per block),
-//   LOGITS, SOFTMAX, PV, FINISH.
+//   QKV / UNPACK4  the q, k, v storage element (vec4<f32>, or vec2<u32> = 4 packed f16 / bf16) and
+//                  its conversion to vec4<f32> (arithmetic is f32 either way);
+//   TM, KB         query rows per workgroup, keys per block;
+//   BIAS           0 none, 1 relative table [N, lq+lk-1] indexed by key - query + lq - 1, 2 full
+//                  [N, lq, lk] (head rows bias_stride apart);
+//   SETUP (row offsets, state), KEYS (per block), LOGITS, SOFTMAX, PV, FINISH: the unrolled code.
+// Note: every `var` in a loop body is given an explicit initializer: on this Dawn + lavapipe stack a
+// loop-local `var` without one is NOT re-zeroed on each iteration.
 enable subgroups;
 //!include index
 
@@ -28,19 +33,22 @@ struct Params {
   k_off: u32,      // their first token row inside the K and V bindings
   k_pos: u32,      // position of the first one in its sequence (bias index)
   k_valid: u32,    // keys k >= k_valid (of this dispatch) get the logit F32_MIN (umT5 masking)
-  heads: u32,
+  heads: u32,      // heads per token (row stride)
   flags: u32,
   bias_lq: u32,    // sequence lengths the bias is laid out for
   bias_lk: u32,
   scale_log2: f32, // softmax scale * log2(e): logits are kept in base 2
   st_stride: u32,  // floats per token row of the state (running max and sum of each head, padded)
   dim: u32,        // head dim D
+  head0: u32,      // first head of this dispatch (the bias binding starts at this head's row)
+  grid_heads: u32, // heads of this dispatch
+  bias_stride: u32, // floats per head of the bias binding (rows may be padded)
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> K: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> V: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> Q: array<{{QKV}}>;
+@group(0) @binding(2) var<storage, read> K: array<{{QKV}}>;
+@group(0) @binding(3) var<storage, read> V: array<{{QKV}}>;
 @group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> ST: array<f32>;
 @group(0) @binding(6) var<storage, read> BIAS: array<f32>;
@@ -49,13 +57,19 @@ const BIAS_MODE: u32 = {{BIAS}}u;
 const F32_MIN: f32 = -3.40282346638528859812e+38f;
 const LOG2E: f32 = 1.44269504088896340736f;
 
-// Natural-log bias of query position qpos and key position kpos, in base 2.
+// 4 consecutive q/k/v elements as f32 (f32 storage, or 4 packed halves: f16 / bf16).
+fn ld4(w: {{QKV}}) -> vec4<f32> {
+  return {{UNPACK4}};
+}
+
+// Natural-log bias of head n (of this dispatch's head range), query position qpos and key position
+// kpos, in base 2.
 fn bias_at(n: u32, qpos: u32, kpos: u32) -> f32 {
   if (BIAS_MODE == 1u) {
-    return LOG2E * BIAS[n * (P.bias_lq + P.bias_lk - 1u) + kpos + P.bias_lq - 1u - qpos];
+    return LOG2E * BIAS[n * P.bias_stride + kpos + P.bias_lq - 1u - qpos];
   }
   if (BIAS_MODE == 2u) {
-    return LOG2E * BIAS[(n * P.bias_lq + qpos) * P.bias_lk + kpos];
+    return LOG2E * BIAS[n * P.bias_stride + qpos * P.bias_lk + kpos];
   }
   return 0.0;
 }
@@ -64,8 +78,8 @@ fn bias_at(n: u32, qpos: u32, kpos: u32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
   let flat = flat_workgroup(wid, nwg);
-  let n = flat % P.heads;
-  let row0 = (flat / P.heads) * {{TM}}u;
+  let n = P.head0 + flat % P.grid_heads;
+  let row0 = (flat / P.grid_heads) * {{TM}}u;
   if (row0 >= P.q_rows) { return; }
   let d4 = P.dim >> 2u;              // vec4s per head row
   let stride4 = P.heads * d4;        // vec4s per token row

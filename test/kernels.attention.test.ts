@@ -3,7 +3,7 @@
 // limit that splits queries and keys into many windows (online-softmax state carried across dispatches).
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Engine, type Tensor } from '../engine/index.ts';
+import { Engine, type DType, type Tensor } from '../engine/index.ts';
 import { flashAttention, type AttentionOptions, type AttentionVariant } from '../engine/ops/attention.ts';
 import { verifyFixture } from '../model/reference/index.ts';
 import '../model/reference/ops_attention.ts';
@@ -23,6 +23,9 @@ interface Case {
   /** 'rel': [N, Lq+Lk-1] table; 'full': [N, Lq, Lk]. */
   bias?: 'rel' | 'full';
   seed?: number;
+  /** Storage of q, k, v (the reference then uses the rounded values). */
+  dtype?: 'f32' | 'f16' | 'bf16';
+  tile?: { rows: number; keysPerLane: number };
 }
 
 interface Data {
@@ -94,23 +97,30 @@ function reference(c: Case, d: Data): Float64Array {
 }
 
 /** Uploads as token rows [B*L, N, D] (what a tiny buffer limit can segment), viewed as [B, L, N, D]. */
-function upload(e: Engine, data: Float32Array, B: number, L: number, N: number, D: number, label: string): Tensor {
-  return e.upload(data, [B * L, N, D], 'f32', label).reshape([B, L, N, D]);
+function upload(e: Engine, data: Float32Array, B: number, L: number, N: number, D: number, label: string, dtype: DType = 'f32'): Tensor {
+  return e.upload(data, [B * L, N, D], dtype, label).reshape([B, L, N, D]);
+}
+
+/** The values a tensor of this dtype holds (host rounding, read back from the device). */
+async function rounded(e: Engine, data: Float32Array, dtype: DType): Promise<Float32Array> {
+  if (dtype === 'f32') return data;
+  return e.scope(async () => (await e.upload(data, [data.length], dtype).toArray()) as Float32Array);
 }
 
 async function runCase(e: Engine, c: Case, variant: AttentionVariant, poison = true): Promise<{ err: number; got: Float32Array; ref: Float64Array }> {
   const d = makeData(c);
   return e.scope(async () => {
-    const q = upload(e, d.q, c.B, c.Lq, c.N, c.D, 'q');
-    const k = upload(e, d.k, c.B, c.Lk, c.N, c.D, 'k');
-    const v = upload(e, d.v, c.B, c.Lk, c.N, c.D, 'v');
-    const opts: AttentionOptions = { kLens: c.kLens, scale: c.scale, maskMode: c.maskMode, variant };
+    const dt = c.dtype ?? 'f32';
+    const q = upload(e, d.q, c.B, c.Lq, c.N, c.D, 'q', dt);
+    const k = upload(e, d.k, c.B, c.Lk, c.N, c.D, 'k', dt);
+    const v = upload(e, d.v, c.B, c.Lk, c.N, c.D, 'v', dt);
+    const opts: AttentionOptions = { kLens: c.kLens, scale: c.scale, maskMode: c.maskMode, variant, tile: c.tile };
     if (d.bias) opts.bias = e.upload(d.bias, c.bias === 'rel' ? [c.N, c.Lq + c.Lk - 1] : [c.N, c.Lq, c.Lk], 'f32', 'bias');
     if (poison) opts.out = e.upload(new Float32Array(d.q.length).fill(NaN), [c.B * c.Lq, c.N, c.D], 'f32', 'poisoned out');
     const o = flashAttention(e, q, k, v, opts);
     if (poison) expect(o).toBe(opts.out);
     const got = (await o.toArray()) as Float32Array;
-    const ref = reference(c, d);
+    const ref = reference(c, { ...d, q: await rounded(e, d.q, dt), k: await rounded(e, d.k, dt), v: await rounded(e, d.v, dt) });
     return { err: relL2(got, ref), got, ref };
   });
 }
@@ -172,6 +182,34 @@ describe.each([
     });
   }
 
+  it('f16 and bf16 q/k/v (f32 arithmetic and output)', async () => {
+    const c: Case = { B: 2, Lq: 13, Lk: 37, N: 2, D: 48, kLens: [37, 20], seed: 41 };
+    for (const variant of ['subgroup', 'portable'] as const) {
+      if (variant === 'subgroup' && !subgroupAvailable(e)) continue;
+      for (const dtype of ['f16', 'bf16'] as const) {
+        // Exact math on the stored (rounded) values...
+        const r = await runCase(e, { ...c, dtype }, variant);
+        expect(r.err, `${variant} ${dtype}`).toBeLessThan(1e-5);
+        // ...and the activation tolerance against the unrounded f32 inputs.
+        if (dtype === 'f16') expect(relL2(r.got, reference(c, makeData(c)))).toBeLessThan(3e-3);
+      }
+    }
+    expect(e.liveTensors).toBe(0);
+  });
+
+  it('the big subgroup tile (16 rows x 8 keys per lane, used for large problems)', async (ctx) => {
+    if (!subgroupAvailable(e)) ctx.skip();
+    const tile = { rows: 16, keysPerLane: 8 };
+    for (const c of [
+      { B: 2, Lq: 37, Lk: 131, N: 2, D: 64, kLens: [131, 70], seed: 51 },
+      { B: 1, Lq: 1, Lk: 3, N: 2, D: 48, seed: 52 },
+      { B: 2, Lq: 17, Lk: 67, N: 2, D: 56, seed: 53, kLens: [66, 1] },
+    ] as Case[]) {
+      const { err } = await runCase(e, { ...c, tile }, 'subgroup');
+      expect(err, JSON.stringify(c)).toBeLessThan(1e-5);
+    }
+  });
+
   it('a fully masked row: zeros when excluded, the mean of V under float32-min masking', async () => {
     const base: Case = { B: 2, Lq: 3, Lk: 5, N: 1, D: 48, kLens: [0, 5] };
     const ex = await runCase(e, base, 'auto');
@@ -206,6 +244,7 @@ describe.each([
       const k = e.empty([5, 2, 8]);
       expect(() => flashAttention(e, q, k, e.empty([6, 2, 8]))).toThrow(/do not agree/);
       expect(() => flashAttention(e, q, k, e.empty([5, 2, 8], 'i32'))).toThrow(/expected f32/);
+      expect(() => flashAttention(e, q, k, e.empty([5, 2, 8], 'f16'))).toThrow(/share one dtype/);
       expect(() => flashAttention(e, q, k, k, { bias: e.empty([2, 9]) })).toThrow(/bias/);
       expect(() => flashAttention(e, q, k, k, { kLens: [1, 2] })).toThrow(/kLens/);
     });
@@ -234,6 +273,9 @@ describe.each([
         expect(err).toBeLessThan(1e-5);
         const um = await runCase(e, { ...c, scale: 1, bias: 'rel', maskMode: 'float32min', kLens: [37, 0] }, variant);
         expect(um.err).toBeLessThan(1e-5);
+        // A bias table larger than one binding (3 heads x 399 floats): dispatched head range by head range.
+        const wide = await runCase(e, { B: 1, Lq: 100, Lk: 300, N: 3, D: 64, scale: 1, bias: 'rel', maskMode: 'float32min', kLens: [250], seed: 32 }, variant);
+        expect(wide.err, variant).toBeLessThan(1e-5);
       }
     });
   }

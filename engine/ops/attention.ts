@@ -8,6 +8,8 @@ import type { Tensor } from '../tensor.ts';
 import { planWindows, wholeBinding, type Binding, type Window } from '../windows.ts';
 
 export type AttentionMaskMode = 'exclude' | 'float32min';
+/** Storage of q, k and v (all three alike); arithmetic and the output are f32. */
+export type AttentionDType = 'f32' | 'f16' | 'bf16';
 export type AttentionVariant = 'auto' | 'subgroup' | 'portable';
 
 export interface AttentionOptions {
@@ -18,6 +20,7 @@ export interface AttentionOptions {
   /**
    * Additive per-head logit bias (natural-log units, not scaled): [N, Lq+Lk-1] relative table
    * (bias of query i, key j at [n, j - i + Lq - 1], umT5's pos_bias) or the full [N, Lq, Lk].
+   * Windowed by heads (one head's bias must fit one storage binding).
    */
   bias?: Tensor;
   /**
@@ -33,7 +36,10 @@ export interface AttentionOptions {
    * (CPU SIMD8 adapters such as lavapipe, where it is the fast one), else the portable kernel.
    */
   variant?: AttentionVariant;
-  /** Subgroup kernel tile (benchmarks): query rows per workgroup (default 16), keys per lane and block (default 4). */
+  /**
+   * Subgroup kernel tile: query rows per workgroup and keys per lane and block. Default 16 x 8 for
+   * problems of at least SG_BIG_TILE_LOGITS logits, else 8 x 4.
+   */
   tile?: { rows: number; keysPerLane: number };
   /** Write the result here (f32, same element count as q) instead of a new tensor. */
   out?: Tensor;
@@ -54,6 +60,9 @@ function dimsOf(op: string, name: string, t: Tensor): Dims {
   throw new Error(`${op}: ${name} "${t.label}" has shape [${s}], expected [B, L, N, D] or [L, N, D]`);
 }
 
+/** Logit count (B*N*Lq*Lk) from which the subgroup kernel uses its big 16x8 tile instead of 8x4. */
+export const SG_BIG_TILE_LOGITS = 1 << 22;
+
 /** Whether the 8-lane subgroup kernel is valid here, and whether it is the better choice. */
 function subgroupKernelUsable(e: Engine): { valid: boolean; preferred: boolean } {
   const info = e.gpu.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
@@ -65,6 +74,24 @@ function subgroupKernelUsable(e: Engine): { valid: boolean; preferred: boolean }
   return { valid, preferred: valid && max === 8 };
 }
 
+// Pipelines per engine, keyed by their parameters: the generated subgroup shader is long, so neither
+// regenerate it nor hash its text on every call.
+const pipelines = new WeakMap<Engine, Map<string, GPUComputePipeline>>();
+
+function cachedPipeline(e: Engine, key: string, make: () => GPUComputePipeline): GPUComputePipeline {
+  let m = pipelines.get(e);
+  if (!m) pipelines.set(e, (m = new Map()));
+  let p = m.get(key);
+  if (!p) m.set(key, (p = make()));
+  return p;
+}
+
+/** Element loads of the portable kernel for a q/k/v dtype (halves are packed two per u32). */
+function portableLoads(dtype: AttentionDType): Record<string, string> {
+  const load = (a: string) => (dtype === 'f32' ? `${a}[i]` : `unpack_${dtype}(${a}[i >> 1u], (i & 1u) == 1u)`);
+  return { WORD: dtype === 'f32' ? 'f32' : 'u32', LOAD_Q: load('Q'), LOAD_K: load('K'), LOAD_V: load('V') };
+}
+
 /** The part of a window that lies in [lo, hi): its offset inside the window's bindings and length. */
 function clip(w: Window, lo: number, hi: number): { off: number; pos: number; rows: number } | null {
   const a = Math.max(w.row0, lo);
@@ -74,7 +101,8 @@ function clip(w: Window, lo: number, hi: number): { off: number; pos: number; ro
 
 /**
  * Attention o = softmax(scale * q k^T + bias, masked) v, per batch element and head.
- * q [B, Lq, N, D], k/v [B, Lk, N, D] (or 3-D without B), f32; returns o with q's shape, f32.
+ * q [B, Lq, N, D], k/v [B, Lk, N, D] (or 3-D without B), f32 / f16 / bf16 (all alike); returns o
+ * with q's shape, f32.
  */
 export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const op = 'flashAttention';
@@ -87,10 +115,13 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
   if (kd.B !== B || kd.N !== N || kd.D !== D || vd.B !== B || vd.L !== Lk || vd.N !== N || vd.D !== D) {
     throw new Error(`${op}: shapes q [${q.shape}], k [${k.shape}], v [${v.shape}] do not agree (q [B, Lq, N, D], k/v [B, Lk, N, D])`);
   }
+  const dtype = q.dtype as AttentionDType;
   for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
-    if (t.dtype !== 'f32') throw new Error(`${op}: ${name} "${t.label}" is ${t.dtype}, expected f32`);
+    if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') throw new Error(`${op}: ${name} "${t.label}" is ${t.dtype}, expected f32, f16 or bf16`);
+    if (t.dtype !== dtype) throw new Error(`${op}: q, k and v must share one dtype (q is ${dtype}, ${name} "${t.label}" is ${t.dtype})`);
   }
   if (D === 0 || N === 0) throw new Error(`${op}: empty head dimension in q [${q.shape}]`);
+  if (Lk === 0) throw new Error(`${op}: no keys (k [${k.shape}])`);
   const kLens = opts.kLens;
   if (kLens !== undefined) {
     if (kLens.length !== B) throw new Error(`${op}: kLens has ${kLens.length} entries for batch ${B}`);
@@ -118,11 +149,19 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
   } else {
     useSg = variant === 'auto' && sg.preferred && D % 4 === 0;
   }
-  const TM = opts.tile?.rows ?? 16;
-  const TN = opts.tile?.keysPerLane ?? 4;
+  if (!useSg && D > 2048) throw new Error(`${op}: the portable kernel supports head dims up to 2048 (got ${D})`);
+  // Large problems take the big tile (measured ~20% faster on lavapipe, but its shader takes 3-4x
+  // longer to compile: ~18 s at D = 128); small ones the tile that compiles in a few seconds.
+  const big = Lq * Lk * N * B >= SG_BIG_TILE_LOGITS;
+  const TM = opts.tile?.rows ?? (big ? 16 : 8);
+  const TN = opts.tile?.keysPerLane ?? (big ? 8 : 4);
   const pipeline = useSg
-    ? e.pipeline('attention_sg', sgAttentionDefines(TM, TN, Math.ceil(D / 32), biasMode))
-    : e.pipeline('attention', { D, BK: Math.max(1, Math.min(16, Math.floor(2048 / D))), BIAS: biasMode });
+    ? cachedPipeline(e, `sg|${TM}|${TN}|${Math.ceil(D / 32)}|${biasMode}|${dtype}`, () =>
+        e.pipeline('attention_sg', sgAttentionDefines(TM, TN, Math.ceil(D / 32), biasMode, dtype)),
+      )
+    : cachedPipeline(e, `portable|${D}|${biasMode}|${dtype}`, () =>
+        e.pipeline('attention', { D, BK: Math.max(1, Math.min(16, Math.floor(2048 / D))), BIAS: biasMode, ...portableLoads(dtype) }),
+      );
   const rowsPerWorkgroup = useSg ? TM : 64;
 
   // Output rows: one token (all heads) per row, so segments and windows hold whole tokens.
@@ -136,7 +175,36 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
     if (o !== flat) flat.dispose();
   }
   if (B * Lq === 0) return o;
+  try {
+    record(e, op, { q, k, v, o, B, Lq, Lk, N, D, kLens, maskMode, scale, bias: opts.bias, pipeline, rowsPerWorkgroup });
+  } catch (err) {
+    if (!opts.out) o.dispose();
+    throw err;
+  }
+  return o;
+}
 
+interface Recording {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  o: Tensor;
+  B: number;
+  Lq: number;
+  Lk: number;
+  N: number;
+  D: number;
+  kLens?: readonly number[];
+  maskMode: AttentionMaskMode;
+  scale: number;
+  bias?: Tensor;
+  pipeline: GPUComputePipeline;
+  rowsPerWorkgroup: number;
+}
+
+/** Plans the query and key windows and records the dispatches (one per query window, batch element and key window). */
+function record(e: Engine, op: string, r: Recording): void {
+  const { q, k, v, o, B, Lq, Lk, N, D, kLens, maskMode, scale, pipeline, rowsPerWorkgroup } = r;
   e.scope(() => {
     const rowElems = N * D;
     const kWins = planWindows(e.gpu, op, B * Lk, [
@@ -164,8 +232,7 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
     if (multi) qOperands.push({ tensor: state, rowElems: stStride });
     const qWins = planWindows(e.gpu, op, B * Lq, qOperands);
     const stateWhole = multi ? null : wholeBinding(e.gpu, state, op);
-    const biasTensor = opts.bias ?? e.empty([1], 'f32', 'attention bias (unused)');
-    const biasBinding = wholeBinding(e.gpu, biasTensor, op);
+    const headWins = headWindows(e, op, N, r.bias);
 
     for (const qw of qWins) {
       for (let b = 0; b < B; b++) {
@@ -173,7 +240,7 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
         if (!qc) continue;
         const kValid = Math.min(Lk, kLens?.[b] ?? Lk);
         const parts = keyWindows(b);
-        parts.forEach(({ w: kw, c: kc }, i) => {
+        for (const hw of headWins) parts.forEach(({ w: kw, c: kc }, i) => {
           const flags = (i === 0 ? 1 : 0) | (i === parts.length - 1 ? 2 : 0);
           const params = new Uniforms()
             .u32(qc.rows)
@@ -189,14 +256,35 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
             .u32(Lk)
             .f32(scale * Math.LOG2E)
             .u32(stStride)
-            .u32(D);
-          const buffers: Binding[] = [qw.bindings[0], kw.bindings[0], kw.bindings[1], qw.bindings[1], multi ? qw.bindings[2] : stateWhole!, biasBinding];
-          e.dispatch({ op, pipeline, params, buffers, workgroups: Math.ceil(qc.rows / rowsPerWorkgroup) * N });
+            .u32(D)
+            .u32(hw.h0)
+            .u32(hw.hn)
+            .u32(hw.stride);
+          const buffers: Binding[] = [qw.bindings[0], kw.bindings[0], kw.bindings[1], qw.bindings[1], multi ? qw.bindings[2] : stateWhole!, hw.bias];
+          e.dispatch({ op, pipeline, params, buffers, workgroups: Math.ceil(qc.rows / rowsPerWorkgroup) * hw.hn });
         });
       }
     }
   });
-  return o;
+}
+
+/**
+ * Head ranges of the dispatches with their bias binding: all heads at once when the bias fits one
+ * binding (or there is none), else as many heads as fit, from a copy of the bias whose head rows are
+ * padded to the storage offset alignment (so that any head can start a binding).
+ */
+function headWindows(e: Engine, op: string, N: number, bias?: Tensor): { h0: number; hn: number; bias: Binding; stride: number }[] {
+  if (!bias) return [{ h0: 0, hn: N, bias: wholeBinding(e.gpu, e.empty([1], 'f32', 'attention bias (unused)'), op), stride: 0 }];
+  const row = bias.numel / N;
+  if (bias.storage.segments.length === 1 && bias.bytes <= e.gpu.maxBindingBytes) return [{ h0: 0, hn: N, bias: wholeBinding(e.gpu, bias, op), stride: row }];
+  const alignElems = e.gpu.storageAlign / 4;
+  const padded = e.empty([N, Math.ceil(row / alignElems) * alignElems], 'f32', 'attention bias (padded rows)');
+  const at = (t: Tensor, elem: number): Binding => {
+    const seg = t.storage.segments.find((sg) => elem >= sg.elem0 && elem < sg.elem0 + sg.elems)!;
+    return { buffer: seg.buffer, offset: (elem - seg.elem0) * 4, size: row * 4 };
+  };
+  for (let h = 0; h < N; h++) e.copy(at(bias, h * row), at(padded, h * padded.shape[1]), row * 4, `${op} bias rows`);
+  return planWindows(e.gpu, op, N, [{ tensor: padded, rowElems: padded.shape[1] }]).map((w) => ({ h0: w.row0, hn: w.rows, bias: w.bindings[0], stride: padded.shape[1] }));
 }
 
 // ------------------------------------------------------------------ subgroup kernel code
@@ -224,7 +312,7 @@ function reduceRows(fn: string, rows: number[], expr: (i: number) => string, out
  * registers; the loops over head dims and over the keys of a block stay loops (subgroupShuffle takes
  * a loop-counter lane), which keeps the shader small enough for lavapipe's LLVM to compile in seconds.
  */
-export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode: number): Record<string, string | number> {
+export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode: number, dtype: AttentionDType = 'f32'): Record<string, string | number> {
   const I = [...Array(TM).keys()];
   const J = [...Array(TN).keys()];
   const C = [...Array(CV).keys()];
@@ -259,9 +347,9 @@ export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode:
   // shuffled to all lanes, which multiply them with vec4 g0 + x of their keys.
   const logits: string[] = [];
   logits.push(`${i4}for (var g0 = 0u; g0 < d4; g0 += 8u) {`);
-  for (const i of I) logits.push(`${i6}let q${i} = Q[qr${i} + min(g0 + lane, d4 - 1u)];`);
+  for (const i of I) logits.push(`${i6}let q${i} = ld4(Q[qr${i} + min(g0 + lane, d4 - 1u)]);`);
   logits.push(`${i6}for (var x = 0u; x < min(8u, d4 - g0); x++) {`);
-  for (const j of J) logits.push(`${i6}  let k${j} = K[kr${j} + g0 + x];`);
+  for (const j of J) logits.push(`${i6}  let k${j} = ld4(K[kr${j} + g0 + x]);`);
   for (const i of I) {
     logits.push(`${i6}  { let b = subgroupShuffle(q${i}, x);`);
     logits.push(`${i6}    ` + J.map((j) => `s${i}_${j} = fma(b.w, k${j}.w, fma(b.z, k${j}.z, fma(b.y, k${j}.y, fma(b.x, k${j}.x, s${i}_${j}))));`).join(' '));
@@ -280,7 +368,7 @@ export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode:
   }
   // (bias_at folds to 0 without a bias; calling it regardless keeps the bias binding in the layout.)
   for (const i of I) {
-    for (const j of J) sm.push(`${i4}let t${i}_${j} = select(s${i}_${j} * P.scale_log2 + bias_at(n, qp${i}, kp${j}), F32_MIN, msk${j});`);
+    for (const j of J) sm.push(`${i4}let t${i}_${j} = select(s${i}_${j} * P.scale_log2 + bias_at(n - P.head0, qp${i}, kp${j}), F32_MIN, msk${j});`);
   }
   const maxOf = (i: number) => J.reduce((acc, j) => (acc ? `max(${acc}, t${i}_${j})` : `t${i}_${j}`), '');
   for (const g of groups) sm.push(...reduceRows('subgroupMax', g, maxOf, (i) => `bm${i}`, i4));
@@ -299,7 +387,7 @@ export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode:
   pv.push(`${i6}let pj = (kk >> 3u) * ${TM}u;`);
   pv.push(`${i6}let src = kk & 7u;`);
   pv.push(`${i6}let vr = (P.k_off + kb + kk) * stride4 + head4;`);
-  pv.push(i6 + C.map((c) => `let v${c} = V[vr + min(lane + ${8 * c}u, d4 - 1u)];`).join(' '));
+  pv.push(i6 + C.map((c) => `let v${c} = ld4(V[vr + min(lane + ${8 * c}u, d4 - 1u)]);`).join(' '));
   for (const i of I) {
     pv.push(`${i6}{ let p = vec4<f32>(subgroupShuffle(pp[pj + ${i}u], src)); ` + C.map((c) => `a${i}_${c} = fma(p, v${c}, a${i}_${c});`).join(' ') + ' }');
   }
@@ -314,7 +402,14 @@ export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode:
     fin.push(`    if (!last && lane == 0u) { ST[r${i} * P.st_stride + 2u * n] = m${i}; ST[r${i} * P.st_stride + 2u * n + 1u] = lt${i}; }`);
     fin.push('  }');
   }
+  const unpack4 = {
+    f32: 'w',
+    f16: 'vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y))',
+    bf16: 'vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u), bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u))',
+  }[dtype];
   return {
+    QKV: dtype === 'f32' ? 'vec4<f32>' : 'vec2<u32>',
+    UNPACK4: unpack4,
     TM,
     KB: 8 * TN,
     BIAS: biasMode,
