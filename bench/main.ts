@@ -39,6 +39,12 @@ kernels   time our kernels (${KERNELS.join(', ')}) at the Wan shapes,
 busypoll  time a matmul-sized job with Dawn's default busy polling and with the harness's gentle
           polling (and lavapipe thread counts), reporting wall time and main-thread CPU time
 report    print the table and targets of a saved \`kernels --json\` output
+load      checkpoint streaming throughput (float32 on disk -> bf16 on the device) vs a raw read
+dit       one DiT block at the TI2V-5B width: time, GFLOP/s, share per kernel, PyTorch beside it
+vae       VAE decode time per frame and peak device memory at a few sizes, PyTorch beside it
+pipeline  the tiny t2v pipeline end to end per stage, beside the official PyTorch code
+scale     synthetic full-size checkpoints: load time, peak memory per mode, DiT forward vs tokens
+(each of these takes --help)
 env: WAN_BENCH_BUSY_POLL=1 (no polling shim), WAN_BENCH_PYTHON (python with torch, default
      /usr/bin/python3), WAN_BENCH_VERBOSE=1 (show the peers' own output)
 ${deviceFlagHelp}`;
@@ -202,6 +208,15 @@ async function main(argv: string[]): Promise<number> {
       return busyPollCommand(rest);
     case 'report':
       return reportCommand(rest);
+    case 'load':
+    case 'dit':
+    case 'vae':
+    case 'pipeline':
+    case 'scale': {
+      // Each model-level benchmark lives in its own module (bench/<name>.ts) and is loaded on demand.
+      const mod = (await import(`./${cmd}.ts`)) as { command: (argv: string[]) => Promise<number> };
+      return mod.command(rest);
+    }
     case undefined:
     case 'help':
     case '--help':
