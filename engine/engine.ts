@@ -333,7 +333,9 @@ export class Engine {
     if (!p) {
       this.open();
       const code = loadShader(name, defines, this.gpu.hasF16);
-      const label = `${name}${Object.keys(defines).length ? JSON.stringify(defines) : ''}`;
+      // The defines can hold generated code: keep the label (repeated in every error message) short.
+      const shown = Object.keys(defines).length ? JSON.stringify(defines) : '';
+      const label = `${name}${shown.length > 160 ? `${shown.slice(0, 160)}…` : shown}`;
       const module = this.device.createShaderModule({ code, label });
       p = this.device.createComputePipeline({ layout: 'auto', label, compute: { module, entryPoint: 'main', constants } });
       this.pipelines.set(key, p);

@@ -6,3 +6,4 @@ export { type DType, DTYPES, dtypeBytes, encode, decode, f32ToBf16Bits, bf16Bits
 export { planWindows, wholeBinding, type Binding, type Window } from './windows.ts';
 export type { MemoryStats } from './pool.ts';
 export * as ops from './ops/index.ts';
+export { fixedSubgroupSize, subgroupSizeRange } from './subgroups.ts';

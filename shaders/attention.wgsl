@@ -10,41 +10,16 @@
 // that array as f32).
 //!include index
 //!include half
+//!include ../attention_common
 
-struct Params {
-  q_rows: u32,     // query rows (tokens) of this dispatch
-  q_off: u32,      // their first token row inside the Q, O and state bindings
-  q_pos: u32,      // position of the first one in its sequence (bias index)
-  k_rows: u32,     // keys of this dispatch
-  k_off: u32,      // their first token row inside the K and V bindings
-  k_pos: u32,      // position of the first one in its sequence (bias index)
-  k_valid: u32,    // keys k >= k_valid (of this dispatch) get the logit F32_MIN (umT5 masking)
-  heads: u32,      // heads per token (row stride)
-  flags: u32,
-  bias_lq: u32,    // sequence lengths the bias is laid out for
-  bias_lk: u32,
-  scale_log2: f32, // softmax scale * log2(e): logits are kept in base 2
-  st_stride: u32,  // floats per token row of the state (running max and sum of each head, padded)
-  dim: u32,        // head dim (the D define)
-  head0: u32,      // first head of this dispatch (the bias binding starts at this head's row)
-  grid_heads: u32, // heads of this dispatch
-  bias_stride: u32, // floats per head of the bias binding (rows may be padded)
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> Q: array<{{WORD}}>;
 @group(0) @binding(2) var<storage, read> K: array<{{WORD}}>;
 @group(0) @binding(3) var<storage, read> V: array<{{WORD}}>;
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ST: array<f32>;
-@group(0) @binding(6) var<storage, read> BIAS: array<f32>;
 
 const D: u32 = {{D}}u;
 const BK: u32 = {{BK}}u;
-const BIAS_MODE: u32 = {{BIAS}}u;
 const WG: u32 = 64u;
-const F32_MIN: f32 = -3.40282346638528859812e+38f;
-const LOG2E: f32 = 1.44269504088896340736f;
 
 fn ld_q(i: u32) -> f32 { return {{LOAD_Q}}; }
 fn ld_k(i: u32) -> f32 { return {{LOAD_K}}; }

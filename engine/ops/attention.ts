@@ -6,6 +6,8 @@
 import { Uniforms, type Engine } from '../engine.ts';
 import type { Tensor } from '../tensor.ts';
 import { planWindows, wholeBinding, type Binding, type Window } from '../windows.ts';
+import { subgroupSizeRange } from '../subgroups.ts';
+import { cachedPipeline } from './pipelines.ts';
 
 export type AttentionMaskMode = 'exclude' | 'float32min';
 /** Storage of q, k and v (all three alike); arithmetic and the output are f32. */
@@ -65,25 +67,11 @@ export const SG_BIG_TILE_LOGITS = 1 << 22;
 
 /** Whether the 8-lane subgroup kernel is valid here, and whether it is the better choice. */
 function subgroupKernelUsable(e: Engine): { valid: boolean; preferred: boolean } {
-  const info = e.gpu.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
-  const min = info.subgroupMinSize ?? 0;
-  const max = info.subgroupMaxSize ?? 0;
+  const range = subgroupSizeRange(e.gpu);
   // A workgroup of 8 invocations is one subgroup when every subgroup has at least 8 lanes.
-  const valid = e.gpu.hasSubgroups && min >= 8;
+  const valid = range !== null && range.min >= 8;
   // Exactly 8 lanes: a CPU SIMD8 implementation (lavapipe), where the 8 lanes are one full vector.
-  return { valid, preferred: valid && max === 8 };
-}
-
-// Pipelines per engine, keyed by their parameters: the generated subgroup shader is long, so neither
-// regenerate it nor hash its text on every call.
-const pipelines = new WeakMap<Engine, Map<string, GPUComputePipeline>>();
-
-function cachedPipeline(e: Engine, key: string, make: () => GPUComputePipeline): GPUComputePipeline {
-  let m = pipelines.get(e);
-  if (!m) pipelines.set(e, (m = new Map()));
-  let p = m.get(key);
-  if (!p) m.set(key, (p = make()));
-  return p;
+  return { valid, preferred: valid && range.max === 8 };
 }
 
 /** Element loads of the portable kernel for a q/k/v dtype (halves are packed two per u32). */

@@ -14,7 +14,8 @@
 import { Uniforms, type Engine } from '../engine.ts';
 import type { Tensor } from '../tensor.ts';
 import { wholeBinding } from '../windows.ts';
-import { loadShader } from '../shaders.ts';
+import { cachedPipeline, compileGenerated } from './pipelines.ts';
+import { fixedSubgroupSize } from '../subgroups.ts';
 import { cast } from './elementwise.ts';
 import { bindElements, type RangeBinding } from './layout.ts';
 
@@ -116,27 +117,13 @@ interface Kernel {
   KB: number;
 }
 
-/** The fixed subgroup size of the adapter, or null when subgroups are absent or the size varies. */
-export function fixedSubgroupSize(e: Engine): number | null {
-  if (!e.gpu.hasSubgroups) return null;
-  const info: any = (e.gpu.adapter as any).info ?? {};
-  const lo = Number(info.subgroupMinSize);
-  const hi = Number(info.subgroupMaxSize);
-  // Broadcast kernels assume one workgroup == one full subgroup: the size must be fixed and known.
-  // They are unrolled over the lanes and meant for SIMD-like CPU adapters with 8 or 16 lanes (like
-  // the linear kernels); GPUs with 32 or 64 lanes get the portable kernel.
-  if (!Number.isInteger(lo) || lo !== hi || (lo !== 8 && lo !== 16)) return null;
-  if (lo > e.gpu.summary.limits.maxComputeInvocationsPerWorkgroup) return null;
-  return lo;
-}
-
 /** Kernel variants this adapter runs ('portable' always). */
 export function conv3dVariants(e: Engine): Conv3dVariant[] {
-  return fixedSubgroupSize(e) !== null ? ['portable', 'subgroup'] : ['portable'];
+  return fixedSubgroupSize(e.gpu) !== null ? ['portable', 'subgroup'] : ['portable'];
 }
 
 function chooseKernel(e: Engine, variant: Conv3dVariant): Kernel {
-  const S = fixedSubgroupSize(e);
+  const S = fixedSubgroupSize(e.gpu);
   if (variant === 'subgroup' && S === null) throw new Error(`conv3d: variant "subgroup" needs a fixed subgroup size, which adapter "${e.gpu.summary.description}" lacks`);
   if (variant !== 'portable' && S !== null) return { share: 'broadcast', S, KB: S };
   // Portable: 32 lanes (one warp-sized workgroup on GPUs), x values loaded by every lane (uniform).
@@ -266,25 +253,10 @@ function kernelDefines(k: Kernel, TM: number, TN: number, half: 'f32' | 'f16' | 
   };
 }
 
-const pipelines = new WeakMap<Engine, Map<string, GPUComputePipeline>>();
-
-/**
- * The conv kernel for one tile shape, compiled once per engine. Compiled directly rather than via
- * e.pipeline so that its label stays short (the defines hold the generated code).
- */
+/** The conv kernel for one tile shape, compiled once per engine. */
 function convPipeline(e: Engine, k: Kernel, TM: number, TN: number, wfmt: 'f32' | 'f16' | 'bf16'): GPUComputePipeline {
-  let m = pipelines.get(e);
-  if (!m) pipelines.set(e, (m = new Map()));
   const label = `conv3d ${k.share} S=${k.S} ${TM}x${TN} w=${wfmt}`;
-  let p = m.get(label);
-  if (!p) {
-    const code = loadShader('conv3d', kernelDefines(k, TM, TN, wfmt), e.gpu.hasF16);
-    const module = e.device.createShaderModule({ code, label });
-    p = e.device.createComputePipeline({ layout: 'auto', label, compute: { module, entryPoint: 'main' } });
-    e.stats.pipelinesCompiled++;
-    m.set(label, p);
-  }
-  return p;
+  return cachedPipeline(e, label, () => compileGenerated(e, 'conv3d', kernelDefines(k, TM, TN, wfmt), label));
 }
 
 // ------------------------------------------------------------------ weights

@@ -10,7 +10,8 @@ import type { DType } from '../dtype.ts';
 import type { Tensor } from '../tensor.ts';
 import { planWindows, wholeBinding, type Binding } from '../windows.ts';
 import { cachedVariant, forcedVariant, tuneVariant } from '../tuning.ts';
-import { loadShader } from '../shaders.ts';
+import { cachedPipeline, compileGenerated } from './pipelines.ts';
+import { fixedSubgroupSize } from '../subgroups.ts';
 
 export type LinearActivation = 'gelu_tanh' | 'silu';
 
@@ -64,22 +65,8 @@ const VARIANTS: LinearVariant[] = [tiled(64, 64, 16, 4, 4), TILED_FALLBACK, sg(1
 
 const FAMILY = 'linear';
 
-/** The fixed subgroup size the subgroup variants run with, or null when they are unavailable. */
-export function subgroupLanes(e: Engine): number | null {
-  if (!e.gpu.hasSubgroups) return null;
-  const info: any = (e.gpu.adapter as any).info ?? {};
-  const lo = Number(info.subgroupMinSize);
-  const hi = Number(info.subgroupMaxSize);
-  // The kernels assume one workgroup == one full subgroup, so the size must be fixed and known. They
-  // are unrolled over the lanes and meant for SIMD-like CPU adapters with 8 or 16 lanes (GPUs with
-  // 32 or 64 lanes get the tiled kernel).
-  if (!Number.isInteger(lo) || lo !== hi || (lo !== 8 && lo !== 16)) return null;
-  if (lo > e.gpu.summary.limits.maxComputeInvocationsPerWorkgroup) return null;
-  return lo;
-}
-
 function variantAvailable(e: Engine, v: LinearVariant): boolean {
-  return v.kind === 'tiled' || subgroupLanes(e) !== null;
+  return v.kind === 'tiled' || fixedSubgroupSize(e.gpu) !== null;
 }
 
 /** Names of the linear variants this adapter can run (the ones tests force one by one). */
@@ -117,7 +104,7 @@ const CANDIDATES: Record<MClass, string[]> = {
 
 /** Untuned choice: what measurements on a CPU adapter (lavapipe) favoured, else the portable kernel. */
 function defaultVariant(e: Engine, cls: MClass): string {
-  if (subgroupLanes(e) !== null) return cls === 'gemv' ? 'sg1x16' : cls === 'small' ? 'sg8x8' : 'sg16x8';
+  if (fixedSubgroupSize(e.gpu) !== null) return cls === 'gemv' ? 'sg1x16' : cls === 'small' ? 'sg8x8' : 'sg16x8';
   return cls === 'large' ? 'tiled64x64' : 'tiled32x32';
 }
 
@@ -218,16 +205,6 @@ async function timeCandidates(e: Engine, [M, N, K]: [number, number, number], xD
 
 // ------------------------------------------------------------------ kernel sources
 
-const pipelines = new WeakMap<Engine, Map<string, GPUComputePipeline>>();
-
-function cachedPipeline(e: Engine, key: string, make: () => GPUComputePipeline): GPUComputePipeline {
-  let m = pipelines.get(e);
-  if (!m) pipelines.set(e, (m = new Map()));
-  let p = m.get(key);
-  if (!p) m.set(key, (p = make()));
-  return p;
-}
-
 type WFmt = 'bf16' | 'f16' | 'f32';
 
 /**
@@ -321,20 +298,13 @@ function linearPipeline(e: Engine, v: LinearVariant, xt: DType, yt: DType, wfmt:
     );
   }
   return cachedPipeline(e, `${v.name}|${xt}|${yt}|${wfmt}`, () => {
-    const S = subgroupLanes(e)!;
-    const d = sgKernelDefines(S, v, wfmt);
-    // Compiled directly (not via e.pipeline) so the label stays short: the defines hold the
-    // generated code, which would otherwise fill every error message.
-    const code = loadShader('matmul_sg', { ...d, XT: xt, YT: yt }, e.gpu.hasF16);
-    const label = `matmul_sg ${v.name} S=${S} x=${xt} y=${yt} w=${wfmt}`;
-    const module = e.device.createShaderModule({ code, label });
-    e.stats.pipelinesCompiled++;
-    return e.device.createComputePipeline({ layout: 'auto', label, compute: { module, entryPoint: 'main' } });
+    const S = fixedSubgroupSize(e.gpu)!;
+    return compileGenerated(e, 'matmul_sg', { ...sgKernelDefines(S, v, wfmt), XT: xt, YT: yt }, `matmul_sg ${v.name} S=${S} x=${xt} y=${yt} w=${wfmt}`);
   });
 }
 
 function tileShape(e: Engine, v: LinearVariant): { rows: number; cols: number } {
-  return v.kind === 'tiled' ? { rows: v.BM, cols: v.BN } : { rows: v.TM, cols: subgroupLanes(e)! * v.TN };
+  return v.kind === 'tiled' ? { rows: v.BM, cols: v.BN } : { rows: v.TM, cols: fixedSubgroupSize(e.gpu)! * v.TN };
 }
 
 // ------------------------------------------------------------------ linear
