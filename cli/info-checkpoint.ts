@@ -3,6 +3,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { locateCheckpoint } from '../loaders/checkpoint.ts';
+import type { DiffusersPipelineInfo } from '../loaders/diffusers-checkpoint.ts';
 import { openTensorSource } from '../loaders/open.ts';
 import type { TensorSource } from '../loaders/source.ts';
 import { inferDitConfig } from '../model/dit-config.ts';
@@ -58,7 +59,15 @@ function detectTask(dir: string): TaskSpec {
   throw new Error(`${dir} is not a complete checkpoint folder of any task:\n  ${errors.join('\n  ')}`);
 }
 
-export async function checkpointInfo(dir: string): Promise<{ task: string; components: Component[] }> {
+export interface CheckpointInfo {
+  task: string;
+  layout: 'official' | 'diffusers';
+  /** Diffusers layout: pipeline class, boundary_ratio, expand_timesteps, scheduler flow_shift. */
+  pipeline?: DiffusersPipelineInfo;
+  components: Component[];
+}
+
+export async function checkpointInfo(dir: string): Promise<CheckpointInfo> {
   let task = detectTask(dir);
   const files = locateCheckpoint(dir, task);
   const components: Component[] = [];
@@ -84,7 +93,7 @@ export async function checkpointInfo(dir: string): Promise<{ task: string; compo
     return `umT5: vocab ${c.vocab}, dim ${c.dim}, ${c.numLayers} layers, ${c.numHeads} heads, ffn ${c.dimFfn} (token embedding read row by row from the file, not uploaded)`;
   }, new Set(['token_embedding.weight']));
   await add('VAE', files.vae, (src) => `Wan${task.vae} VAE: base width ${src.info('encoder.conv1.weight').shape[0]}, z ${task.zDim}`);
-  return { task: task.name, components };
+  return { task: task.name, layout: files.layout, ...(files.pipeline ? { pipeline: files.pipeline } : {}), components };
 }
 
 export async function printCheckpointInfo(dir: string, json: boolean): Promise<void> {
@@ -93,7 +102,15 @@ export async function printCheckpointInfo(dir: string, json: boolean): Promise<v
     console.log(JSON.stringify(info, null, 1));
     return;
   }
-  console.log(`${dir}: ${info.task} (official layout)`);
+  console.log(`${dir}: ${info.task} (layout "${info.layout}")`);
+  if (info.pipeline) {
+    const p = info.pipeline;
+    const spec = taskSpec(info.task);
+    const boundary = p.boundaryRatio === null ? 'none' : `${p.boundaryRatio}${spec.experts && p.boundaryRatio !== spec.boundary ? ` (wan generate uses the official ${spec.boundary})` : ''}`;
+    const shift = p.flowShift === null ? '?' : `${p.flowShift} (wan generate defaults to the official sample_shift ${spec.sampleShift}; --sample_shift overrides)`;
+    console.log(`  pipeline: ${p.pipelineClass}; boundary_ratio ${boundary}; expand_timesteps ${p.expandTimesteps}; scheduler flow_shift ${shift}`);
+    if (spec.experts) console.log('  transformer/ is the high-noise expert (t >= boundary), transformer_2/ the low-noise expert');
+  }
   for (const c of info.components) {
     const dt = Object.entries(c.dtypes).map(([k, v]) => `${k} ${(v / 1e6).toFixed(1)}M`).join(', ');
     console.log(`  ${c.name}: ${c.architecture}`);

@@ -1,8 +1,19 @@
-// Checkpoint folders in the official layout: which files a task needs, with an error that names
-// the missing file and the task when one is absent.
+// Checkpoint folders, official or Diffusers layout: which files a task needs, with an error that
+// names the missing file and the task when one is absent. Both layouts give the same
+// CheckpointFiles; the Diffusers tensors are renamed to the official ones when opened (open.ts).
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { T5_FILE, TOKENIZER_DIR, type TaskSpec } from '../model/pipelines/tasks.ts';
+import {
+  componentConfig,
+  componentDir,
+  componentWeights,
+  isDiffusersFolder,
+  officialDitConfig,
+  readPipelineInfo,
+  vaeVersionOf,
+  type DiffusersPipelineInfo,
+} from './diffusers-checkpoint.ts';
 
 export interface DitFiles {
   /** safetensors file, or shard index. */
@@ -13,6 +24,9 @@ export interface DitFiles {
 
 export interface CheckpointFiles {
   dir: string;
+  layout: 'official' | 'diffusers';
+  /** Diffusers layout: what model_index.json and the scheduler config say. */
+  pipeline?: DiffusersPipelineInfo;
   t5: string;
   spiece: string;
   vae: string;
@@ -48,8 +62,10 @@ function ditFiles(dir: string, what: string, task: TaskSpec): DitFiles {
 /** Every file `task` reads from `dir`, checked to exist. */
 export function locateCheckpoint(dir: string, task: TaskSpec): CheckpointFiles {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`--ckpt_dir ${dir} is not a folder`);
+  if (isDiffusersFolder(dir)) return locateDiffusers(dir, task);
   const files: CheckpointFiles = {
     dir,
+    layout: 'official',
     t5: need(join(dir, T5_FILE), 'the umT5 text encoder', task),
     spiece: need(join(dir, TOKENIZER_DIR, 'spiece.model'), 'the umT5 tokenizer', task),
     vae: need(join(dir, task.vaeFile), `the Wan${task.vae} VAE`, task),
@@ -59,6 +75,42 @@ export function locateCheckpoint(dir: string, task: TaskSpec): CheckpointFiles {
     files.low = ditFiles(join(dir, 'low_noise_model'), 'the low-noise expert', task);
   } else {
     files.dit = ditFiles(dir, 'the diffusion transformer', task);
+  }
+  return files;
+}
+
+function diffusersDit(dir: string, name: string, what: string, task: TaskSpec): DitFiles {
+  const d = componentDir(dir, name, what, task);
+  const cfg = componentConfig(d, { classNames: ['WanTransformer3DModel'] }, what, task);
+  return { dir: d, weights: componentWeights(d, 'diffusion_pytorch_model', what, task), config: officialDitConfig(cfg, join(d, 'config.json')) };
+}
+
+function locateDiffusers(dir: string, task: TaskSpec): CheckpointFiles {
+  const pipeline = readPipelineInfo(dir);
+  const te = componentDir(dir, 'text_encoder', 'the umT5 text encoder', task);
+  componentConfig(te, { architectures: ['UMT5EncoderModel'] }, 'the umT5 text encoder', task);
+  const tok = componentDir(dir, 'tokenizer', 'the umT5 tokenizer', task);
+  const vaeDir = componentDir(dir, 'vae', `the Wan${task.vae} VAE`, task);
+  const vaeCfg = componentConfig(vaeDir, { classNames: ['AutoencoderKLWan'] }, `the Wan${task.vae} VAE`, task);
+  const version = vaeVersionOf(vaeCfg, join(vaeDir, 'config.json'));
+  if (version !== task.vae) throw new Error(`${vaeDir} holds the Wan${version} VAE, ${task.name} needs the Wan${task.vae} VAE`);
+  const spiece = join(tok, 'spiece.model');
+  if (!existsSync(spiece)) throw new Error(`checkpoint incomplete: ${spiece} is missing (the umT5 tokenizer's SentencePiece model, needed by ${task.name}; tokenizer.json alone is not read)`);
+  const files: CheckpointFiles = {
+    dir,
+    layout: 'diffusers',
+    pipeline,
+    t5: componentWeights(te, 'model', 'the umT5 text encoder', task),
+    spiece,
+    vae: componentWeights(vaeDir, 'diffusion_pytorch_model', `the Wan${task.vae} VAE`, task),
+  };
+  if (task.experts) {
+    // diffusers: `transformer` runs while t >= boundary (high noise), `transformer_2` after it.
+    files.high = diffusersDit(dir, 'transformer', 'the high-noise expert', task);
+    files.low = diffusersDit(dir, 'transformer_2', 'the low-noise expert', task);
+  } else {
+    if (existsSync(join(dir, 'transformer_2'))) throw new Error(`${join(dir, 'transformer_2')}: ${task.name} is a single model, this folder holds two experts (an A14B task?)`);
+    files.dit = diffusersDit(dir, 'transformer', 'the diffusion transformer', task);
   }
   return files;
 }

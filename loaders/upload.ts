@@ -20,7 +20,7 @@ export interface UploadStats {
 }
 
 export async function uploadTensor(e: Engine, src: TensorSource, name: string, opts: UploadOptions = {}, stats?: UploadStats): Promise<Tensor> {
-  if (!src.has(name)) throw new Error(`${src.path}: missing tensor "${name}"`);
+  if (!src.has(name)) throw new Error(`${src.path}: missing tensor ${src.describeMissing?.(name) ?? `"${name}"`}`);
   const info = src.info(name);
   if (opts.shape && (opts.shape.length !== info.shape.length || opts.shape.some((d, i) => d !== info.shape[i]))) {
     throw new Error(`${src.path}: tensor "${name}" has shape [${info.shape}], expected [${opts.shape}]`);
