@@ -72,6 +72,15 @@ export class RenamedSource implements TensorSource {
     }
     return this.inner.readRange(a.source, a.byteOffset + offset, length);
   }
+  async readInto(name: string, offset: number, dst: Uint8Array): Promise<void> {
+    const a = this.alias(name);
+    const bytes = a.shape.reduce((x, y) => x * y, 1) * DTYPE_SIZE[this.inner.info(a.source).dtype];
+    if (offset < 0 || offset + dst.byteLength > bytes) {
+      throw new Error(`${this.path}: range [${offset}, ${offset + dst.byteLength}) outside tensor "${name}" (${bytes} bytes)`);
+    }
+    if (this.inner.readInto) await this.inner.readInto(a.source, a.byteOffset + offset, dst);
+    else dst.set(await this.inner.readRange(a.source, a.byteOffset + offset, dst.byteLength));
+  }
   close(): Promise<void> {
     return this.inner.close();
   }

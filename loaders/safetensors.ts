@@ -167,6 +167,13 @@ export function parseSafetensorsHeader(
 /** Read exactly `length` bytes at `position` (loops over short reads). */
 async function readExact(fh: FileHandle, position: number, length: number, label: string): Promise<Uint8Array> {
   const out = new Uint8Array(length);
+  await readExactInto(fh, position, out, label);
+  return out;
+}
+
+/** Fill `out` from `position` (loops over short reads). */
+async function readExactInto(fh: FileHandle, position: number, out: Uint8Array, label: string): Promise<void> {
+  const length = out.byteLength;
   let done = 0;
   while (done < length) {
     // Node aborts (not throws) on single reads of 2 GiB or more: read at most 1 GiB at a time.
@@ -176,7 +183,6 @@ async function readExact(fh: FileHandle, position: number, length: number, label
     }
     done += bytesRead;
   }
-  return out;
 }
 
 /** A safetensors file opened for positioned reads of single tensors. */
@@ -258,6 +264,16 @@ export class SafetensorsFile {
       throw new Error(`${this.path}: range [${offset}, ${offset + length}) outside tensor "${name}" (${e.end - e.begin} bytes)`);
     }
     return readExact(this.fh, e.begin + offset, length, this.path);
+  }
+
+  /** Like readRange, into the caller's buffer (`dst.byteLength` bytes): no allocation per chunk. */
+  async readInto(name: string, offset: number, dst: Uint8Array): Promise<void> {
+    const e = this.entry(name);
+    if (!this.fh) throw new Error(`${this.path}: file is closed`);
+    if (offset < 0 || offset + dst.byteLength > e.end - e.begin) {
+      throw new Error(`${this.path}: range [${offset}, ${offset + dst.byteLength}) outside tensor "${name}" (${e.end - e.begin} bytes)`);
+    }
+    await readExactInto(this.fh, e.begin + offset, dst, this.path);
   }
 
   async close(): Promise<void> {

@@ -62,6 +62,9 @@ export class ShardedSafetensors implements TensorSource {
   readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
     return this.shard(name).readRange(name, offset, length);
   }
+  readInto(name: string, offset: number, dst: Uint8Array): Promise<void> {
+    return this.shard(name).readInto(name, offset, dst);
+  }
   async close(): Promise<void> {
     for (const s of this.shards) await s.close();
   }

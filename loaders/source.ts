@@ -16,6 +16,8 @@ export interface TensorSource {
   info(name: string): TensorInfo;
   /** `length` bytes of tensor `name` (its stored dtype, contiguous, little endian) from `offset`. */
   readRange(name: string, offset: number, length: number): Promise<Uint8Array>;
+  /** Optional: readRange into the caller's buffer (`dst.byteLength` bytes), for streaming without allocation. */
+  readInto?(name: string, offset: number, dst: Uint8Array): Promise<void>;
   /** Optional: how to name a missing tensor in an error (e.g. with its name in another layout). */
   describeMissing?(name: string): string;
   close(): Promise<void>;

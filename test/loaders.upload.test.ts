@@ -8,7 +8,9 @@ import { SafetensorsFile, writeSafetensors } from '../loaders/safetensors.ts';
 import { ShardedSafetensors } from '../loaders/sharded.ts';
 import { uploadTensor } from '../loaders/upload.ts';
 import { openTensorSource } from '../loaders/open.ts';
-import { randn } from './helpers.ts';
+import { Bf16Converter, f32BitsToBf16Scalar } from '../loaders/bf16-simd.ts';
+import type { TensorSource } from '../loaders/source.ts';
+import { randn, rng } from './helpers.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'wan-upload-'));
 let e: Engine;
@@ -54,6 +56,76 @@ describe('uploadTensor', () => {
     expect(stats.overflows).toBe(2);
     expect(Array.from(await t.toArray())).toEqual([1, Infinity, -Infinity, 65504, 3]);
     t.dispose();
+    await f.close();
+  });
+});
+
+describe('float32 -> bf16 conversion (WebAssembly SIMD)', () => {
+  // Every class of input: zeros, subnormals, ties (odd and even), values that round up into the
+  // exponent and to infinity, infinities, quiet and signalling NaNs of both signs, random bits.
+  const special = [
+    0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x3f808000, 0x3f818000, 0x3f807fff, 0x3f808001, 0x3f7fffff,
+    0x7f7fffff, 0xff7fffff, 0x7f7f8000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001,
+    0x7fffffff, 0xffffffff, 0x7fbfffff,
+  ];
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const reference = (bits: number) => {
+    u32[0] = bits;
+    return f32ToBf16Bits(f32[0]);
+  };
+
+  it('matches the engine rounding bit for bit, SIMD body and scalar tail, at odd lengths', () => {
+    const c = new Bf16Converter(4096, 2);
+    expect(c.simd).toBe(true); // Node 20 has WebAssembly SIMD; the scalar path is the fallback
+    const r = rng(7);
+    for (const n of [1, 7, 8, 9, 21, 1000, 4093, 4096]) {
+      for (const slot of [0, 1]) {
+        const input = new Uint32Array(n);
+        for (let i = 0; i < n; i++) input[i] = i < special.length ? special[(i + n) % special.length] : Math.floor(r() * 2 ** 32);
+        const inView = c.input(slot, n);
+        inView.set(new Uint8Array(input.buffer));
+        // poison the output slot: every half must be written
+        const out = c.convert(slot, 0);
+        new Uint16Array(out.buffer, out.byteOffset, 4096).fill(0xdead);
+        const got = c.convert(slot, n);
+        expect(got.byteLength).toBe(2 * n);
+        const halves = new Uint16Array(got.buffer, got.byteOffset, n);
+        for (let i = 0; i < n; i++) if (halves[i] !== reference(input[i])) expect([n, i, input[i].toString(16), halves[i].toString(16)]).toEqual([n, i, input[i].toString(16), reference(input[i]).toString(16)]);
+      }
+    }
+    // The scalar twin alone agrees too.
+    const all = Uint32Array.from(special);
+    const out = new Uint16Array(all.length);
+    f32BitsToBf16Scalar(all, out, all.length);
+    expect(Array.from(out)).toEqual(special.map(reference));
+    expect(() => new Bf16Converter(12, 1)).toThrow(/not a multiple of 8/);
+  });
+
+  it('streams through sources without readInto (fallback read) and with tensors smaller than one SIMD group', async () => {
+    const w = randn(3 * 1021, 5, 4);
+    const p = join(tmp, 'fallback.safetensors');
+    await writeSafetensors(p, {
+      w: { dtype: 'F32', shape: [3, 1021], data: f32Bytes(w) },
+      tiny: { dtype: 'F32', shape: [3], data: f32Bytes(w.subarray(0, 3)) },
+    });
+    const f = await SafetensorsFile.open(p);
+    // A source that only has readRange (like a .pth of a non-contiguous tensor).
+    const plain: TensorSource = { path: f.path, names: () => f.names(), has: (n) => f.has(n), info: (n) => f.info(n), readRange: (n, o, l) => f.readRange(n, o, l), close: () => f.close() };
+    for (const src of [plain, f]) {
+      const t = await uploadTensor(e, src, 'w', { chunkBytes: 4 * 104 }); // 104 values a chunk: 13 SIMD groups, tail chunk of 85
+      const got = await t.toArray();
+      for (let i = 0; i < w.length; i++) if (got[i] !== bf16BitsToF32(f32ToBf16Bits(w[i]))) expect([i, got[i]]).toEqual([i, bf16BitsToF32(f32ToBf16Bits(w[i]))]);
+      const tiny = await uploadTensor(e, src, 'tiny');
+      expect(Array.from(await tiny.toArray())).toEqual(Array.from(w.subarray(0, 3), (v) => bf16BitsToF32(f32ToBf16Bits(v))));
+      t.dispose();
+      tiny.dispose();
+    }
+    // A read that fails mid-tensor: the error names the file, nothing is left allocated.
+    const live = e.liveTensors;
+    const failing: TensorSource = { ...plain, readRange: async (n, o, l) => (o > 0 ? Promise.reject(new Error('disk on fire')) : f.readRange(n, o, l)) };
+    await expect(uploadTensor(e, failing, 'w', { chunkBytes: 4 * 104 })).rejects.toThrow(/disk on fire/);
+    expect(e.liveTensors).toBe(live);
     await f.close();
   });
 });
