@@ -88,7 +88,8 @@ export function storeVariant(adapter: string, family: string, shapeClass: string
 /**
  * The variant to use for (adapter, family, shapeClass): forced by WAN_TUNE, remembered, or measured
  * now by `measure(runs)` (median seconds per candidate; Infinity for a candidate that failed) and
- * remembered. With WAN_TUNE=off returns the first candidate without measuring.
+ * remembered. A remembered choice is timed again when the candidate list gained a variant since.
+ * With WAN_TUNE=off returns the first candidate without measuring.
  */
 export async function tuneVariant(
   adapter: string,
@@ -102,8 +103,10 @@ export async function tuneVariant(
   const env = tuneEnv();
   if (env === 'off') return candidates[0];
   if (env !== null) return env;
-  const known = cachedVariant(adapter, family, shapeClass);
-  if (known && candidates.includes(known)) return known;
+  // A remembered choice stands while it is still a candidate and was timed against every current
+  // candidate (a variant added since then gets its chance: the class is timed again).
+  const known = loaded().entries[tuningKey(adapter, family, shapeClass)];
+  if (known && candidates.includes(known.variant) && candidates.every((c) => c in known.seconds)) return known.variant;
   const seconds = await measure(3);
   let best = '';
   for (const c of candidates) if (Number.isFinite(seconds[c]) && (best === '' || seconds[c] < seconds[best])) best = c;

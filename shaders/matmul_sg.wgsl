@@ -8,15 +8,18 @@
 // If the subgroup turns out not to be S lanes the accumulators start as NaN (loud, never silently wrong).
 // Rows of W are read as vec4<u32> (8 packed halves or 4 f32 per load), so K must be a multiple of 8
 // (engine/ops/matmul.ts runs other K on the tiled kernel).
+// Variants 'sg<TM>x<TN>r' (8 lanes, f32 X) read X as vec4 once per 32 k and pass it between lanes
+// with subgroupShuffleDown (fewer of lavapipe's per-lane load loops; see sgKernelDefines).
 // Defines (the unrolled code comes from engine/ops/matmul.ts, sgKernelDefines):
 //   XT      element type of X: f32, or the 16-bit float type
+//   XARR    element type of the X binding: XT, or vec4<f32> for rotated X
 //   YT      element type of Y and the residual
 //   S, TM, NTILE (= S*TN)
 //   SETUP   row offsets and accumulators; BODY  one K-block; STORE  the epilogue calls
 enable subgroups;
 //!include ../matmul_common
 
-@group(0) @binding(1) var<storage, read> X: array<{{XT}}>;
+@group(0) @binding(1) var<storage, read> X: array<{{XARR}}>;
 @group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
 
 @compute @workgroup_size({{S}})

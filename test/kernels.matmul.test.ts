@@ -143,11 +143,13 @@ describe('linear on the adapter limits', () => {
   });
 
   // Every variant, every weight dtype, odd shapes: M = 1, primes with odd K (rows of a packed
-  // weight start mid-word), N not a multiple of any tile, aligned K with tails in M and N.
+  // weight start mid-word), N not a multiple of any tile, aligned K with tails in M and N, and
+  // K = 104 = 3*32 + 8 (the rotated-X variants load X 32 k at a time: a partial last group).
   const shapes: [number, number, number][] = [
     [1, 70, 64],
     [37, 29, 53],
     [67, 131, 96],
+    [45, 197, 104],
   ];
   it.each(['bf16', 'f16', 'f32'] as WDtype[])('every variant with %s weights at odd shapes', async (wd) => {
     for (const variant of linearVariants(e)) {
@@ -363,6 +365,14 @@ describe('autotuner', () => {
     expect(await tuneVariant('test adapter', 'fam', 'other', ['a', 'b', 'c'], measure)).toBe('c');
     expect(measured).toBe(1);
     delete process.env.WAN_TUNE;
+    // A candidate added since the class was timed: timed again, and the newcomer can win.
+    const withD = async () => {
+      measured++;
+      return { a: 0.3, b: 0.1, c: Infinity, d: 0.05 };
+    };
+    expect(await tuneVariant('test adapter', 'fam', 'cls', ['a', 'b', 'c', 'd'], withD)).toBe('d');
+    expect(await tuneVariant('test adapter', 'fam', 'cls', ['a', 'b', 'c', 'd'], withD)).toBe('d');
+    expect(measured).toBe(2);
   });
 
   it('linear follows WAN_TUNE and the cached choice', async () => {
@@ -380,7 +390,9 @@ describe('autotuner', () => {
       delete process.env.WAN_TUNE;
       // A remembered winner is used for its class only; an unknown remembered name falls back.
       const adapter = e.gpu.summary.description;
-      storeVariant(adapter, 'linear', 'large.xf32.wbf16', { variant: 'tiled64x64', seconds: {}, measuredAt: 'test' });
+      // (timed against every variant this adapter has, so tuneLinear keeps it)
+      const timedAll = Object.fromEntries(names.map((n) => [n, 1]));
+      storeVariant(adapter, 'linear', 'large.xf32.wbf16', { variant: 'tiled64x64', seconds: timedAll, measuredAt: 'test' });
       storeVariant(adapter, 'linear', 'small.xf32.wbf16', { variant: 'removed-variant', seconds: {}, measuredAt: 'test' });
       expect(linearVariantFor(e, 500, 'f32', 'bf16')).toBe('tiled64x64');
       expect(linearVariantFor(e, 500, 'f32', 'f16')).toBe(fallback);

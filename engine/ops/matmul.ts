@@ -51,17 +51,19 @@ interface SgVariant {
   /** Output rows per workgroup and columns per lane. */
   TM: number;
   TN: number;
+  /** X read as vec4 once per 32 k and rotated between lanes (8 lanes, f32 X; see sgKernelDefines). */
+  xRot: boolean;
 }
 
 type LinearVariant = TiledVariant | SgVariant;
 
 const tiled = (BM: number, BN: number, BK: number, RM: number, RN: number): TiledVariant => ({ kind: 'tiled', name: `tiled${BM}x${BN}`, BM, BN, BK, RM, RN });
-const sg = (TM: number, TN: number): SgVariant => ({ kind: 'sg', name: `sg${TM}x${TN}`, TM, TN });
+const sg = (TM: number, TN: number, xRot = false): SgVariant => ({ kind: 'sg', name: `sg${TM}x${TN}${xRot ? 'r' : ''}`, TM, TN, xRot });
 
 const TILED_FALLBACK = tiled(32, 32, 16, 4, 4);
 
 /** Every linear kernel variant, portable ones first. */
-const VARIANTS: LinearVariant[] = [tiled(64, 64, 16, 4, 4), TILED_FALLBACK, sg(16, 8), sg(8, 8), sg(4, 8), sg(1, 16)];
+const VARIANTS: LinearVariant[] = [tiled(64, 64, 16, 4, 4), TILED_FALLBACK, sg(16, 8), sg(8, 8), sg(4, 8), sg(1, 16), sg(32, 24, true)];
 
 const FAMILY = 'linear';
 
@@ -99,12 +101,13 @@ function shapeClass(M: number, xDtype: DType, wDtype: DType): string {
 const CANDIDATES: Record<MClass, string[]> = {
   gemv: ['tiled32x32', 'sg1x16', 'sg4x8', 'sg8x8'],
   small: ['tiled32x32', 'tiled64x64', 'sg4x8', 'sg8x8', 'sg16x8'],
-  large: ['tiled64x64', 'sg16x8', 'sg8x8'],
+  large: ['tiled64x64', 'sg16x8', 'sg32x24r'],
 };
 
 /** Untuned choice: what measurements on a CPU adapter (lavapipe) favoured, else the portable kernel. */
 function defaultVariant(e: Engine, cls: MClass): string {
-  if (fixedSubgroupSize(e.gpu) !== null) return cls === 'gemv' ? 'sg1x16' : cls === 'small' ? 'sg8x8' : 'sg16x8';
+  const S = fixedSubgroupSize(e.gpu);
+  if (S !== null) return cls === 'gemv' ? 'sg1x16' : cls === 'small' ? 'sg8x8' : S === 8 ? 'sg32x24r' : 'sg16x8';
   return cls === 'large' ? 'tiled64x64' : 'tiled32x32';
 }
 
@@ -210,13 +213,20 @@ type WFmt = 'bf16' | 'f16' | 'f32';
 /**
  * Unrolled code of the subgroup kernel (shaders/matmul_sg.wgsl) for S lanes, rows of W read as
  * vec4<u32> (K % 8 == 0): SETUP (row offsets, accumulators c{i}_{j}), BODY (one block of S k values:
- * each lane loads one X value per row, then per chunk of 8 k: W loads, broadcasts, and each
+ * each lane's X values of each row, then per chunk of 8 k: W loads, broadcasts, and each
  * accumulator's 8 multiply-adds in a row, so a spilled accumulator is loaded and stored once per
  * chunk) and STORE (the epilogue as one rolled loop).
+ * X is read one value per lane and row per block, or with `xRot` (S == 8, f32 X) one vec4 per lane and
+ * row per 32 k: lane l holds k0 + 4l .. 4l + 3, the block uses lanes 0 and 1, and then every lane takes
+ * its neighbour's vec4 (subgroupShuffleDown by 2) for the next block. lavapipe turns each load whose
+ * address varies per lane into a loop over the lanes with a bounds check per component, so this
+ * quarters the X load loops; it pays off with tall tiles (TM >= 32), where X is most of the loads.
  */
-export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt): Record<string, string | number> {
+export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt, xt: DType): Record<string, string | number> {
   const { TM, TN } = v;
   if (S % 8 !== 0) throw new Error(`sg kernel: ${S} lanes is not a multiple of 8`);
+  // Rotated X needs 8 lanes and f32 X; otherwise the variant reads X one value per lane.
+  const xRot = v.xRot && S === 8 && xt === 'f32';
   // With S == 8 and K % 8 == 0 every block lies inside K; with 16 lanes the last may overhang it.
   const overhang = S > 8;
   const I = [...Array(TM).keys()];
@@ -224,13 +234,21 @@ export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt): Record<str
   const comp = (q: number) => 'xyzw'[q];
   const setup: string[] = [];
   for (const i of I) setup.push(`  let xr${i} = min(mb + ${i}u, P.rows - 1u) * K;`);
+  // Rotated X: vec4 index of the row start and of its last vec4 (lanes past K re-read it, unused).
+  if (xRot) for (const i of I) setup.push(`  let xq${i} = xr${i} >> 2u; let xe${i} = xq${i} + (K >> 2u) - 1u; var a${i} = vec4<f32>();`);
   for (const j of J) setup.push(`  let wr${j} = min(nb + ${j * S}u + lane, P.cols - 1u) * K;`);
   for (const i of I) setup.push('  ' + J.map((j) => `var c${i}_${j} = init;`).join(' '));
 
   const ind = '    ';
   const body: string[] = [];
-  body.push(`${ind}let kl = ${overhang ? 'min(k0 + lane, K - 1u)' : 'k0 + lane'};`);
-  for (const i of I) body.push(`${ind}let a${i} = f32(X[xr${i} + kl]);`);
+  if (xRot) {
+    body.push(`${ind}if ((k0 & 31u) == 0u) {`);
+    for (const i of I) body.push(`${ind}  a${i} = X[min(xq${i} + (k0 >> 2u) + lane, xe${i})];`);
+    body.push(`${ind}}`);
+  } else {
+    body.push(`${ind}let kl = ${overhang ? 'min(k0 + lane, K - 1u)' : 'k0 + lane'};`);
+    for (const i of I) body.push(`${ind}let a${i} = f32(X[xr${i} + kl]);`);
+  }
   for (let off = 0; off < S; off += 8) {
     // Each chunk is its own scope (names repeat); a chunk past K is skipped (uniform branch).
     body.push(off > 0 ? `${ind}if (k0 + ${off}u < K) {` : `${ind}{`);
@@ -254,8 +272,9 @@ export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt): Record<str
       }
       for (let kk = 0; kk < 8; kk++) body.push(`${p}let w${j}_${kk} = ${w[kk]};`);
     }
-    // X value of row i at k0 + off + kk, shared from the lane that loaded it.
-    for (const i of I) for (let kk = 0; kk < 8; kk++) body.push(`${p}let s${i}_${kk} = subgroupBroadcast(a${i}, ${off + kk}u);`);
+    // X value of row i at k0 + off + kk, shared from the lane that holds it.
+    const xAt = (i: number, k: number) => (xRot ? `subgroupBroadcast(a${i}.${comp(k & 3)}, ${k >> 2}u)` : `subgroupBroadcast(a${i}, ${k}u)`);
+    for (const i of I) for (let kk = 0; kk < 8; kk++) body.push(`${p}let s${i}_${kk} = ${xAt(i, off + kk)};`);
     for (const i of I) {
       for (const j of J) {
         let acc = `c${i}_${j}`;
@@ -265,6 +284,7 @@ export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt): Record<str
     }
     body.push(`${ind}}`);
   }
+  if (xRot) for (const i of I) body.push(`${ind}a${i} = subgroupShuffleDown(a${i}, 2u);`);
 
   // Epilogue: one rolled loop over the tile. Its bound is not a compile-time constant, so the
   // compiler keeps one copy of the epilogue code instead of TM*TN inlined ones (compile time).
@@ -278,7 +298,7 @@ export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt): Record<str
   store.push(`      if (n < P.cols) { mm_store(mb + i, n, acc[i * ${TN}u + j]); }`);
   store.push('    }');
   store.push('  }');
-  return { S, TM, NTILE: S * TN, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { S, TM, NTILE: S * TN, XT: xt, XARR: xRot ? 'vec4<f32>' : xt, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
 /** Subgroup kernels read W rows as vec4<u32>: K must be a multiple of 8 (other K use the tiled kernel). */
@@ -299,7 +319,7 @@ function linearPipeline(e: Engine, v: LinearVariant, xt: DType, yt: DType, wfmt:
   }
   return cachedPipeline(e, `${v.name}|${xt}|${yt}|${wfmt}`, () => {
     const S = fixedSubgroupSize(e.gpu)!;
-    return compileGenerated(e, 'matmul_sg', { ...sgKernelDefines(S, v, wfmt), XT: xt, YT: yt }, `matmul_sg ${v.name} S=${S} x=${xt} y=${yt} w=${wfmt}`);
+    return compileGenerated(e, 'matmul_sg', { ...sgKernelDefines(S, v, wfmt, xt), YT: yt }, `matmul_sg ${v.name} S=${S} x=${xt} y=${yt} w=${wfmt}`);
   });
 }
 
