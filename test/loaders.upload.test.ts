@@ -2,7 +2,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { command as benchLoad } from '../bench/load.ts';
 import { Engine, bf16BitsToF32, f32ToBf16Bits } from '../engine/index.ts';
 import { SafetensorsFile, writeSafetensors } from '../loaders/safetensors.ts';
 import { ShardedSafetensors } from '../loaders/sharded.ts';
@@ -170,4 +171,27 @@ describe('openTensorSource', () => {
     await expect(openTensorSource(join(dir, 'nope.pth'))).rejects.toThrow(/checkpoint file not found/);
     await expect(openTensorSource(join(dir, 'case.json'))).rejects.toThrow(/unknown checkpoint format/);
   });
+});
+
+describe('npm run bench -- load', () => {
+  it('--json on a small file: raw and loader rates, warm and cold (or why cold was skipped)', async () => {
+    const out: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((m: string) => void out.push(m));
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    let code: number;
+    try {
+      code = await benchLoad(['--gb', '0.03', '--repeat', '1', '--json', '--dir', tmp]);
+    } finally {
+      log.mockRestore();
+      err.mockRestore();
+    }
+    expect(code).toBe(0);
+    const r = JSON.parse(out.join('\n'));
+    expect(r.bytes).toBeGreaterThan(0.029e9);
+    expect(r.bytes).toBeLessThan(0.031e9);
+    for (const m of [r.warm.raw, r.warm.loader, r.warmReusedDeviceMemory]) expect(m.gbps).toBeGreaterThan(0);
+    expect(r.warm.ratio).toBeCloseTo(r.warm.loader.gbps / r.warm.raw.gbps, 6);
+    expect(r.cold.skipped ?? r.cold.note).toMatch(/nocache/);
+    expect(await benchLoad(['--gb', '-1'])).toBe(2);
+  }, 60_000);
 });
