@@ -341,7 +341,12 @@ const WHAT: Record<DiffusersComponent, string> = { transformer: 'WanModel', text
 export function officialNames(src: TensorSource, component: DiffusersComponent): RenamedSource {
   const b = new AliasBuilder(src);
   const names = src.names();
-  const vae = component === 'vae' ? vaeTargets(names) : null;
+  let vae: Map<string, string | null> | null = null;
+  try {
+    if (component === 'vae') vae = vaeTargets(names);
+  } catch (e) {
+    throw new Error(`${src.path}: ${(e as Error).message}`);
+  }
   for (const n of names) {
     const t = component === 'transformer' ? transformerTarget(n) : component === 'text_encoder' ? textEncoderTarget(n) : vae!.get(n)!;
     if (t === 'ignore') continue;

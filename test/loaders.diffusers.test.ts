@@ -143,6 +143,31 @@ describe('Diffusers layout: errors', () => {
   });
 });
 
+describe('Diffusers text encoder and VAE: names it cannot place are errors', () => {
+  it('a full UMT5 (with a decoder), a VAE with a missing up block, a tied-only embedding', async () => {
+    const t = (shape: number[]): StTensorData => ({ dtype: 'F32', shape, data: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4) });
+    const open = async (name: string, tensors: Record<string, StTensorData>, component: 'text_encoder' | 'vae') => {
+      const p = join(tmp, name);
+      writeFileSync(p, serializeSafetensors(tensors));
+      const raw = await openRawTensorSource(p);
+      try {
+        return officialNames(raw, component);
+      } catch (e) {
+        await raw.close();
+        throw e;
+      }
+    };
+    await expect(open('umt5-full.safetensors', { 'shared.weight': t([8, 4]), 'decoder.block.0.layer.0.SelfAttention.q.weight': t([4, 4]) }, 'text_encoder'))
+      .rejects.toThrow(/umt5-full\.safetensors: 1 tensor\(s\) with no official umT5 encoder name: "decoder\.block\.0\.layer\.0\.SelfAttention\.q\.weight"/);
+    const tied = await open('umt5-tied.safetensors', { 'encoder.embed_tokens.weight': t([8, 4]), 'encoder.final_layer_norm.weight': t([4]) }, 'text_encoder');
+    expect(tied.names().sort()).toEqual(['norm.weight', 'token_embedding.weight']);
+    expect(tied.sourceOf('token_embedding.weight').source).toBe('encoder.embed_tokens.weight');
+    await tied.close();
+    await expect(open('vae-gap.safetensors', { 'decoder.up_blocks.0.resnets.0.norm1.gamma': t([4, 1, 1, 1]), 'decoder.up_blocks.2.resnets.0.norm1.gamma': t([4, 1, 1, 1]) }, 'vae'))
+      .rejects.toThrow(/vae-gap\.safetensors: decoder\.up_blocks\.1 is missing \(found up_blocks\.2\)/);
+  });
+});
+
 describe('Diffusers transformer: fused projections and name coverage', () => {
   it('splits to_qkv / to_kv / to_added_kv by rows into the official q, k, v (, k_img, v_img)', async () => {
     const dim = 6;
