@@ -139,7 +139,7 @@ export function flashAttention(e: Engine, q: Tensor, k: Tensor, v: Tensor, opts:
   }
   if (!useSg && D > 2048) throw new Error(`${op}: the portable kernel supports head dims up to 2048 (got ${D})`);
   // Large problems take the big tile (measured ~20% faster on lavapipe, but its shader takes 3-4x
-  // longer to compile: ~18 s at D = 128); small ones the tile that compiles in a few seconds.
+  // longer to compile: ~22 s at D = 128); small ones the tile that compiles in a few seconds.
   const big = Lq * Lk * N * B >= SG_BIG_TILE_LOGITS;
   const TM = opts.tile?.rows ?? (big ? 16 : 8);
   const TN = opts.tile?.keysPerLane ?? (big ? 8 : 4);
@@ -324,8 +324,6 @@ export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode:
     setup.push('    ' + C.map((c) => `a${i}_${c} = O[qr${i} + min(lane + ${8 * c}u, d4 - 1u)];`).join(' '));
   }
   setup.push('  }');
-  // The block's probabilities, read back key by key in the p V loop.
-  setup.push(`  var pp: array<f32, ${TM * TN}>;`);
 
   const keys: string[] = [];
   for (const j of J) keys.push(`${i4}let kr${j} = (P.k_off + min(kb + ${8 * j}u + lane, P.k_rows - 1u)) * stride4 + head4;`);
@@ -364,22 +362,25 @@ export function sgAttentionDefines(TM: number, TN: number, CV: number, biasMode:
     sm.push(`${i4}let mn${i} = max(m${i}, bm${i});`);
     sm.push(`${i4}let al${i} = exp2(m${i} - mn${i});`);
     sm.push(`${i4}m${i} = mn${i};`);
-    for (const j of J) sm.push(`${i4}let p${i}_${j} = select(exp2(t${i}_${j} - mn${i}), 0.0, out${j}); pp[${j * TM + i}] = p${i}_${j};`);
+    for (const j of J) sm.push(`${i4}let p${i}_${j} = select(exp2(t${i}_${j} - mn${i}), 0.0, out${j});`);
     sm.push(`${i4}l${i} = l${i} * al${i} + ${J.map((j) => `p${i}_${j}`).join(' + ')};`);
     sm.push(i4 + C.map((c) => `a${i}_${c} *= al${i};`).join(' '));
   }
 
-  // acc += p V, key by key: key kb + kk belongs to lane kk % 8 (its p values at pp[(kk / 8) * TM + i]).
+  // acc += p V, key by key: key kb + 8j + x belongs to lane x, its p values are p{i}_{j} there. The
+  // groups j are unrolled so that p stays in named registers: a p array indexed by the key would be
+  // private memory, which lavapipe reads lane by lane (measured: a quarter of the kernel's time).
   const pv: string[] = [];
-  pv.push(`${i4}for (var kk = 0u; kk < min(${8 * TN}u, P.k_rows - kb); kk++) {`);
-  pv.push(`${i6}let pj = (kk >> 3u) * ${TM}u;`);
-  pv.push(`${i6}let src = kk & 7u;`);
-  pv.push(`${i6}let vr = (P.k_off + kb + kk) * stride4 + head4;`);
-  pv.push(i6 + C.map((c) => `let v${c} = ld4(V[vr + min(lane + ${8 * c}u, d4 - 1u)]);`).join(' '));
-  for (const i of I) {
-    pv.push(`${i6}{ let p = vec4<f32>(subgroupShuffle(pp[pj + ${i}u], src)); ` + C.map((c) => `a${i}_${c} = fma(p, v${c}, a${i}_${c});`).join(' ') + ' }');
+  pv.push(`${i4}let rem = P.k_rows - kb;`);
+  for (const j of J) {
+    pv.push(`${i4}for (var x = 0u; x < min(8u, select(0u, rem - ${8 * j}u, rem > ${8 * j}u)); x++) {`);
+    pv.push(`${i6}let vr = (P.k_off + kb + ${8 * j}u + x) * stride4 + head4;`);
+    pv.push(i6 + C.map((c) => `let v${c} = ld4(V[vr + min(lane + ${8 * c}u, d4 - 1u)]);`).join(' '));
+    for (const i of I) {
+      pv.push(`${i6}{ let p = vec4<f32>(subgroupShuffle(p${i}_${j}, x)); ` + C.map((c) => `a${i}_${c} = fma(p, v${c}, a${i}_${c});`).join(' ') + ' }');
+    }
+    pv.push(`${i4}}`);
   }
-  pv.push(`${i4}}`);
 
   const fin: string[] = [];
   for (const g of groups) fin.push(...reduceRows('subgroupAdd', g, (i) => `l${i}`, (i) => `lt${i}`, '  '));
