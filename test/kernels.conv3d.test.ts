@@ -75,6 +75,10 @@ const CASES: Case[] = [
   { name: 'patch embedding 1x2x2 stride 1x2x2', x: [36, 3, 6, 8], w: [67, 36, 1, 2, 2], stride: [1, 2, 2], bias: true },
   { name: 'plain symmetric padding, stride 2 in time', x: [6, 4, 9, 9], w: [7, 6, 3, 3, 3], stride: [2, 1, 1], padding: [1, 1, 1], bias: true },
   { name: 'many output channels (several tiles)', x: [10, 2, 3, 5], w: [131, 10, 3, 3, 3], padding: [1, 1, 1], causal: true, bias: true },
+  // >= 128 output positions: the subgroup kernel's tall tiles (32 positions, 12 or 10 channels per
+  // lane) with a position tail and one padded channel.
+  { name: 'tall tiles, 12 channels per lane', x: [5, 3, 9, 7], w: [95, 5, 3, 3, 3], padding: [1, 1, 1], causal: true, cacheFrames: 2, bias: true },
+  { name: 'tall tiles, 10 channels per lane', x: [3, 2, 8, 9], w: [158, 3, 1, 3, 3], padding: [0, 1, 1], bias: true },
 ];
 
 interface Prepared {
