@@ -32,9 +32,12 @@ var<workgroup> Vt: array<f32, BK * D>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let flat = flat_workgroup(wid, nwg);
-  let n = P.head0 + flat % P.grid_heads;
-  let row0 = (flat / P.grid_heads) * WG;
-  if (row0 >= P.q_rows) { return; }
+  // Head-major order: consecutive workgroups share a head, so its keys and values stay in cache
+  // (row-major order streamed every head's K/V between two visits: ~25% slower at 4096 keys).
+  let blocks = (P.q_rows + WG - 1u) / WG;
+  if (blocks == 0u || flat >= blocks * P.grid_heads) { return; }
+  let n = P.head0 + flat / blocks;
+  let row0 = (flat % blocks) * WG;
   let stride = P.heads * D;
   let head = n * D;
   let row = row0 + lid;

@@ -52,9 +52,12 @@ fn bias_at(n: u32, qpos: u32, kpos: u32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
   let flat = flat_workgroup(wid, nwg);
-  let n = P.head0 + flat % P.grid_heads;
-  let row0 = (flat / P.grid_heads) * {{TM}}u;
-  if (row0 >= P.q_rows) { return; }
+  // Head-major order: consecutive workgroups share a head, so its keys and values stay in cache
+  // (row-major order streamed every head's K/V between two visits: ~25% slower at 4096 keys).
+  let blocks = (P.q_rows + {{TM}}u - 1u) / {{TM}}u;
+  if (blocks == 0u || flat >= blocks * P.grid_heads) { return; }
+  let n = P.head0 + flat / blocks;
+  let row0 = (flat % blocks) * {{TM}}u;
   let d4 = P.dim >> 2u;              // vec4s per head row
   let stride4 = P.heads * d4;        // vec4s per token row
   let head4 = n * d4;
