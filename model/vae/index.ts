@@ -11,12 +11,14 @@ import type { DType, Engine } from '../../engine/index.ts';
 import type { TensorSource } from '../../loaders/source.ts';
 import { Conv, FeatureCache, Resample, type Coder, type Pass, type VaeTrace } from './blocks.ts';
 import { hostFrames, patchify, putFrames, unpatchify } from './host.ts';
+import { axisWeights, blendTile, checkTile, cropFrames, defaultVaeTile, tileStarts, type VaeTileOptions } from './tiling.ts';
 import { loadCoder21 } from './vae2_1.ts';
 import { DownBlock, UpBlock, loadCoder22 } from './vae2_2.ts';
 import { VaeWeights } from './weights.ts';
 
 export { FeatureCache, Resample, type Pass, type VaeTrace, type VaeTraceValue } from './blocks.ts';
 export { patchify, unpatchify } from './host.ts';
+export { defaultVaeTile, tileStarts, type VaeTileOptions } from './tiling.ts';
 
 export type VaeVersion = '2.1' | '2.2';
 
@@ -73,6 +75,14 @@ export interface VaeRunOptions {
    * intermediates are not traced in this mode.
    */
   wholeSequence?: boolean;
+}
+
+export interface VaeDecodeOptions extends VaeRunOptions {
+  /**
+   * Spatial tiling (off by default): true for the default tiles of the version (defaultVaeTile), or
+   * tile / stride in latent pixels. Tiles overlap by tile - stride and are blended linearly.
+   */
+  tile?: boolean | VaeTileOptions;
 }
 
 function checkShape(what: string, data: Float32Array, shape: readonly number[]): [number, number, number, number] {
@@ -232,14 +242,15 @@ export class WanVAE {
     return { latent, shape: ls };
   }
 
-  /** Decodes a normalised latent [z, T', h, w] to a video [3, 1 + 4(T'-1), h*s, w*s] clamped to [-1, 1]. */
-  async decode(latent: Float32Array, shape: readonly number[], opts: VaeRunOptions = {}): Promise<{ video: Float32Array; shape: [number, number, number, number] }> {
-    const e = this.e;
+  /**
+   * Decodes a normalised latent [z, T', h, w] to a video [3, 1 + 4(T'-1), h*s, w*s] clamped to [-1, 1].
+   * With `tile`, the latent is decoded in overlapping spatial tiles blended in pixel space
+   * (model/vae/tiling.ts): device memory then follows the tile size, not the frame size.
+   */
+  async decode(latent: Float32Array, shape: readonly number[], opts: VaeDecodeOptions = {}): Promise<{ video: Float32Array; shape: [number, number, number, number] }> {
     checkShape('WanVAE.decode', latent, shape);
     const vs = this.videoShape(shape);
     const [z, Tl, h, w] = shape;
-    const { trace, onProgress } = opts;
-    const p = this.config.patch;
     // z / (1/std) + mean, in float32 as the wrapper computes it.
     const plane = Tl * h * w;
     const zUn = new Float32Array(latent.length);
@@ -248,13 +259,51 @@ export class WanVAE {
       const s = this.invStd[c];
       for (let i = c * plane; i < (c + 1) * plane; i++) zUn[i] = Math.fround(Math.fround(latent[i] / s) + m);
     }
+    const tile = opts.tile === true ? defaultVaeTile(this.config.version) : opts.tile || null;
+    let video: Float32Array;
+    if (!tile) {
+      video = await this.decodeUnclamped(zUn, shape, opts);
+    } else {
+      checkTile(tile);
+      if (opts.trace) throw new Error('WanVAE.decode: trace is not available with tiling');
+      const [, s] = this.config.stride;
+      const ys = tileStarts(h, tile);
+      const xs = tileStarts(w, tile);
+      const total = ys.length * xs.length * Tl;
+      video = new Float32Array(vs.reduce((a, b) => a * b, 1));
+      let done = 0;
+      for (let a = 0; a < ys.length; a++)
+        for (let b = 0; b < xs.length; b++) {
+          const [i0, i1] = [ys[a], Math.min(ys[a] + tile.tile, h)];
+          const [j0, j1] = [xs[b], Math.min(xs[b] + tile.tile, w)];
+          const part = await this.decodeUnclamped(cropFrames(zUn, shape, i0, i1, j0, j1), [z, Tl, i1 - i0, j1 - j0], {
+            wholeSequence: opts.wholeSequence,
+            onProgress: opts.onProgress && ((d) => opts.onProgress!(done + d, total)),
+          });
+          done += Tl;
+          const ps = [3, vs[1], (i1 - i0) * s, (j1 - j0) * s];
+          blendTile(video, vs, part, ps, i0 * s, j0 * s, axisWeights(ys, a, ps[2], tile, s), axisWeights(xs, b, ps[3], tile, s));
+        }
+    }
+    for (let i = 0; i < video.length; i++) {
+      const v = video[i];
+      video[i] = v < -1 ? -1 : v > 1 ? 1 : v; // NaN stays NaN, as torch.clamp
+    }
+    return { video, shape: vs };
+  }
+
+  /** The official decode loop on an unnormalised latent, without the final clamp. */
+  private async decodeUnclamped(zUn: Float32Array, shape: readonly number[], opts: VaeRunOptions): Promise<Float32Array> {
+    const e = this.e;
+    const vs = this.videoShape(shape);
+    const [z, Tl, h, w] = shape;
+    const { trace, onProgress } = opts;
+    const p = this.config.patch;
     if (trace) await trace('z_unnormalized', { data: zUn, shape: [1, ...shape] });
     const video = new Float32Array(vs.reduce((a, b) => a * b, 1));
-    const unclamped = trace ? new Float32Array(video.length) : null;
     const conv2Parts: { data: Float32Array; shape: number[] }[] = [];
     const whole = opts.wholeSequence === true;
     const cache = whole ? null : new FeatureCache();
-    const clamp = (v: number) => (v < -1 ? -1 : v > 1 ? 1 : v); // NaN stays NaN, as torch.clamp
     // Chunk i: latent frames [l0, l1) -> video frames from f0.
     const chunks = whole ? [{ l0: 0, l1: Tl }] : Array.from({ length: Tl }, (_, i) => ({ l0: i, l1: i + 1 }));
     try {
@@ -274,8 +323,7 @@ export class WanVAE {
         const expected = 1 + CHUNK * (l1 - 1) - f0;
         if (frames !== expected) throw new Error(`WanVAE.decode: latent frames [${l0}, ${l1}) decoded to ${frames} frames, expected ${expected}`);
         const pix = p > 1 ? unpatchify(got.data, got.shape, p).data : got.data;
-        putFrames(video, vs, f0, pix, frames, clamp);
-        if (unclamped) putFrames(unclamped, vs, f0, pix, frames);
+        putFrames(video, vs, f0, pix, frames);
         onProgress?.(i + 1, chunks.length);
       }
     } finally {
@@ -283,9 +331,9 @@ export class WanVAE {
     }
     if (trace) {
       await trace('dec_conv2_out', withBatch(joinFrames(conv2Parts)));
-      await trace('dec_out_unclamped', { data: unclamped!, shape: [1, ...vs] });
+      await trace('dec_out_unclamped', { data: video.slice(), shape: [1, ...vs] });
     }
-    return { video, shape: vs };
+    return video;
   }
 }
 
