@@ -40,6 +40,7 @@ Generates a video with the official Wan2.2 semantics (flags as generate.py; keba
                               default: <task>_<size>_1_<prompt>_<time>.mp4 like generate.py
   --fps N                     (default 16, ti2v 24)
   --dtype bf16|f16|f32        weight storage on the device (default bf16)
+  --vae-tile                  decode in overlapping spatial tiles (256 px, 64 px blended): less device memory
   --offload_model, --t5_cpu, --convert_model_dtype
                               accepted for compatibility: this engine always frees the text encoder
                               after use, runs everything on the WebGPU device, and stores weights in --dtype
@@ -61,6 +62,7 @@ const SPEC = {
   save_file: { type: 'string' },
   fps: { type: 'string' },
   dtype: { type: 'string' },
+  vae_tile: { type: 'boolean' },
   offload_model: { type: 'string' },
   t5_cpu: { type: 'boolean' },
   convert_model_dtype: { type: 'boolean' },
@@ -166,6 +168,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       shift,
       guideScale,
       dtype,
+      vaeTile: values.vae_tile === true,
       signal: abort.signal,
       onProgress: (stage, done, total, info) => progress.update(stage, done, total, info),
     });

@@ -38,6 +38,8 @@ export interface GenerateOptions {
   guideScale: [number, number];
   /** Storage dtype of the weights on the device. */
   dtype?: DType;
+  /** Decode the video in overlapping spatial tiles (WanVAE decode `tile`: less device memory, seams blended). */
+  vaeTile?: boolean;
   /** Stage progress: `done` of `total` units (steps for denoise, frames for decode). */
   onProgress?: (stage: Stage, done: number, total: number, info?: string) => void;
   /** Checked between steps: a cancelled run stops cleanly with an AbortError. */
@@ -242,7 +244,7 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
 
       // --- decode
       t0 = performance.now();
-      const dec = await vae.decode(latent, latentShape, { onProgress: (d, n) => o.onProgress?.('decode', d, n) });
+      const dec = await vae.decode(latent, latentShape, { tile: o.vaeTile === true, onProgress: (d, n) => o.onProgress?.('decode', d, n) });
       clock('decode', t0);
       const [, T, Hout, Wout] = dec.shape;
       rec('video', dec.video);
