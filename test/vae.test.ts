@@ -24,6 +24,8 @@ import { openTensorSource } from '../loaders/open.ts';
 import { verifyFixture } from '../model/reference/registry.ts';
 import '../model/reference/vae.ts';
 import { VAE_LATENT_STATS, WanVAE, patchify, unpatchify, type VaeVersion } from '../model/vae/index.ts';
+import { officialVaeArchitecture, vaeDecodePeakBytes } from '../model/vae/memory.ts';
+import { SyntheticVaeSource } from '../model/vae/synthetic.ts';
 import { axisWeights, defaultVaeTile, tileStarts } from '../model/vae/tiling.ts';
 import { fixturesDir, randn } from './helpers.ts';
 
@@ -411,6 +413,53 @@ async function diffusersBlend(vae: WanVAE, latent: Float32Array, shape: number[]
     }
   return acc.map((v) => Math.min(1, Math.max(-1, v)));
 }
+
+describe('vaeDecodePeakBytes', () => {
+  let e: Engine;
+  beforeAll(async () => {
+    e = await Engine.create();
+  });
+  afterAll(async () => {
+    await e.destroy();
+  });
+
+  // Reduced widths (synthetic weights), 3 latent frames (a steady chunk): the estimate replays the
+  // decoder's allocations with the pool's size classes; measured equal at every size tried here.
+  it.each([
+    { v: '2.1' as const, enc: 16, dec: 16, px: [72, 40], dtype: 'f32' as const, tile: undefined },
+    { v: '2.2' as const, enc: 16, dec: 32, px: [64, 32], dtype: 'bf16' as const, tile: undefined },
+    { v: '2.1' as const, enc: 16, dec: 16, px: [96, 56], dtype: 'f32' as const, tile: { tile: 5, stride: 3 } },
+  ])('$v at width $enc/$dec, $dtype, tile $tile: the estimate is the measured peak', async ({ v, enc, dec, px, dtype, tile }) => {
+    const architecture = { ...officialVaeArchitecture(v), encoderDim: enc, decoderDim: dec };
+    const vae = await WanVAE.load(e, new SyntheticVaeSource(v, architecture), v, { dtype });
+    try {
+      const s = vae.config.stride[1];
+      const shape = [vae.config.zDim, 3, px[1] / s, px[0] / s];
+      e.pool.resetPeaks();
+      const base = e.memory().liveBytes;
+      await vae.decode(randn(shape.reduce((a, b) => a * b, 1), 60), shape, { tile });
+      const measured = e.memory().peakLiveBytes;
+      const est = vaeDecodePeakBytes(v, px[0], px[1], { architecture, dtype, tile, maxBufferBytes: e.gpu.maxBufferBytes });
+      expect(est.weightBytes).toBe(base); // only the weights are live between calls
+      console.log(`Wan${v} ${enc}/${dec} ${px.join('x')} ${dtype}${tile ? ' tiled' : ''}: estimate ${est.peakBytes} B (at ${est.at}), measured ${measured} B`);
+      expect(Math.abs(est.peakBytes / measured - 1)).toBeLessThan(0.02);
+    } finally {
+      vae.dispose();
+      e.pool.trim();
+    }
+  });
+
+  it('720p: tiling bounds the activations, the weights stay', () => {
+    const a = vaeDecodePeakBytes('2.1', 1280, 720);
+    const b = vaeDecodePeakBytes('2.1', 1280, 720, { tile: true });
+    expect(b.tiles).toBe(28);
+    expect(b.tile).toEqual([32, 32]);
+    expect(b.weightBytes).toBe(a.weightBytes);
+    expect(b.peakBytes).toBeLessThan(a.peakBytes / 5);
+    expect(vaeDecodePeakBytes('2.2', 1280, 704, { dtype: 'bf16' }).weightBytes).toBeLessThan(vaeDecodePeakBytes('2.2', 1280, 704).weightBytes);
+    expect(() => vaeDecodePeakBytes('2.2', 1280, 712)).toThrow(/not divisible by the Wan2.2 VAE stride 16/);
+  });
+});
 
 describe('WanVAE', () => {
   let e: Engine;

@@ -19,6 +19,8 @@ import { VaeWeights } from './weights.ts';
 export { FeatureCache, Resample, type Pass, type VaeTrace, type VaeTraceValue } from './blocks.ts';
 export { patchify, unpatchify } from './host.ts';
 export { defaultVaeTile, tileStarts, type VaeTileOptions } from './tiling.ts';
+export { officialVaeArchitecture, vaeDecodePeakBytes, type VaeArchitecture, type VaeDecodePeak, type VaeMemoryOptions } from './memory.ts';
+export { SyntheticVaeSource } from './synthetic.ts';
 
 export type VaeVersion = '2.1' | '2.2';
 
