@@ -1,6 +1,7 @@
-// Layout ops: copies that move elements without arithmetic (permute, slice, concat, pad, nearest
-// upsampling, space-to-depth and back, the DiT and VAE patch layouts) plus the Wan2.2 VAE shortcut
-// resamplers AvgDown3D / DupUp3D. Also the element-range binder the conv kernel shares.
+// Layout ops: copies that move elements without arithmetic (permute, slice, concat, pad,
+// space-to-depth and back, the DiT and VAE patch layouts). Also the element-range binder the conv
+// kernel shares. The VAE's nearest 2x upsampling and the Wan2.2 shortcut resamplers AvgDown3D /
+// DupUp3D live in engine/ops/vae.ts (they gather channels that straddle buffer segments).
 import type { Gpu } from '../device.ts';
 import { type DType, dtypeBytes, encode } from '../dtype.ts';
 import { Uniforms, type Engine } from '../engine.ts';
@@ -300,18 +301,6 @@ export function pad(e: Engine, x: Tensor, pads: readonly (readonly [number, numb
   );
 }
 
-/** Per-frame nearest-neighbour 2x spatial upsampling: [C, T, H, W] -> [C, T, 2H, 2W] (also [..., H, W]). */
-export function upsampleNearest2x(e: Engine, x: Tensor, out?: Tensor): Tensor {
-  const op = 'upsampleNearest2x';
-  if (x.shape.length < 2) throw new Error(`${op}: x [${x.shape}] needs at least 2 dims`);
-  const H = x.shape[x.shape.length - 2];
-  const W = x.shape[x.shape.length - 1];
-  const lead = x.numel / (H * W);
-  const shape = [...x.shape.slice(0, -2), 2 * H, 2 * W];
-  const box = [lead, H, 2, W, 2];
-  return layoutOp(e, op, shape, x.dtype, [{ src: x, box, srcStrides: [H * W, W, 0, 1, 0], dstStrides: stridesOf(box) }], out);
-}
-
 /**
  * Depth to space per frame: [C*r*r, T, H, W] -> [C, T, H*r, W*r] (also [C*r*r, H, W] and a leading
  * batch of 1). Input channel c*r*r + a*r + b holds row offset a, column offset b (torch PixelShuffle)
@@ -413,111 +402,3 @@ export function channelsToTokens(e: Engine, y: Tensor, out?: Tensor): Tensor {
   return permute(e, y.reshape([C, y.numel / C]), [1, 0], out);
 }
 
-// ------------------------------------------------------------------ Wan2.2 VAE shortcut resamplers
-
-function resample3d(
-  e: Engine,
-  op: string,
-  x: Tensor,
-  mode: 0 | 1,
-  outShape: [number, number, number, number],
-  consts: { ft: number; fs: number; f: number; g: number; shift: number },
-  inChannels: (o0: number, o1: number) => [number, number],
-): Tensor {
-  const [, T, H, W] = channelFramesHW(op, x);
-  if (x.dtype !== 'f32') throw new Error(`${op}: x must be f32, got ${x.dtype}`);
-  const [cout, to, ho, wo] = outShape;
-  const y = e.empty(x.shape.length === 5 ? [1, ...outShape] : outShape, 'f32', op);
-  const per = to * ho * wo;
-  const xChan = T * H * W;
-  const pipeline = e.pipeline('layout_resample3d', { MODE: mode });
-  const ranges = (o0: number, o1: number) => {
-    const [c0, c1] = inChannels(o0, o1);
-    return { xb: bindElements(e.gpu, x, c0 * xChan, c1 * xChan), yb: bindElements(e.gpu, y, o0 * per, o1 * per) };
-  };
-  for (let o0 = 0; o0 < cout; ) {
-    let o1 = cout;
-    const fits = (a: number, b: number) => {
-      const r = ranges(a, b);
-      return r.xb !== null && r.yb !== null;
-    };
-    if (!fits(o0, o1)) {
-      let lo = o0;
-      let hi = o1;
-      while (hi - lo > 1) {
-        const mid = (lo + hi) >> 1;
-        if (fits(o0, mid)) lo = mid;
-        else hi = mid;
-      }
-      o1 = lo;
-    }
-    if (o1 === o0) throw new Error(`${op}: one output channel of x [${x.shape}] does not fit a storage binding of ${e.gpu.maxBindingBytes} bytes`);
-    const { xb, yb } = ranges(o0, o1);
-    const n = (o1 - o0) * per;
-    const params = new Uniforms()
-      .u32(n)
-      .u32(o0)
-      .u32(to)
-      .u32(ho)
-      .u32(wo)
-      .i32(T)
-      .u32(H)
-      .u32(W)
-      .u32(consts.ft)
-      .u32(consts.fs)
-      .u32(consts.f)
-      .u32(consts.g)
-      .i32(consts.shift)
-      .i32(-xb!.base)
-      .i32(-yb!.base);
-    e.dispatch({ op, pipeline, params, buffers: [xb!.binding, yb!.binding], workgroups: Math.ceil(n / 256) });
-    o0 = o1;
-  }
-  return y;
-}
-
-/**
- * Wan2.2 VAE AvgDown3D (the Down_ResidualBlock shortcut): x [C, T, H, W] f32 -> [outChannels,
- * ceil(T/ft), H/fs, W/fs]. T not a multiple of ft is zero-padded IN FRONT (the zero frames count in
- * the mean); channels (c, t_off, h_off, w_off) of the space-to-depth are averaged in groups of
- * C*ft*fs*fs / outChannels.
- */
-export function avgDown3d(e: Engine, x: Tensor, outChannels: number, factorT: number, factorS = 1): Tensor {
-  const op = 'avgDown3d';
-  const [C, T, H, W] = channelFramesHW(op, x);
-  const f = factorT * factorS * factorS;
-  if ((C * f) % outChannels) throw new Error(`${op}: ${C} channels x factor ${f} is not divisible by ${outChannels}`);
-  if (H % factorS || W % factorS) throw new Error(`${op}: spatial size ${H}x${W} is not divisible by ${factorS}`);
-  const g = (C * f) / outChannels;
-  const padT = (factorT - (T % factorT)) % factorT;
-  const to = (T + padT) / factorT;
-  return resample3d(e, op, x, 0, [outChannels, to, H / factorS, W / factorS], { ft: factorT, fs: factorS, f, g, shift: padT }, (o0, o1) => [
-    Math.floor((o0 * g) / f),
-    Math.floor((o1 * g - 1) / f) + 1,
-  ]);
-}
-
-/** Average pooling with kernel = stride = (kt, ks, ks) per channel: [C, T, H, W] -> [C, T/kt, H/ks, W/ks]. */
-export function avgPool3d(e: Engine, x: Tensor, kt: number, ks: number): Tensor {
-  const [C, T] = channelFramesHW('avgPool3d', x);
-  if (T % kt) throw new Error(`avgPool3d: ${T} frames are not divisible by ${kt}`);
-  return avgDown3d(e, x, C, kt, ks);
-}
-
-/**
- * Wan2.2 VAE DupUp3D (the Up_ResidualBlock shortcut): x [C, T, H, W] f32 -> [outChannels,
- * T*ft - (firstChunk ? ft - 1 : 0), H*fs, W*fs]: channels repeat_interleave'd by
- * outChannels*ft*fs*fs / C, then depth-to-space (t_off, h_off, w_off).
- */
-export function dupUp3d(e: Engine, x: Tensor, outChannels: number, factorT: number, factorS = 1, firstChunk = false): Tensor {
-  const op = 'dupUp3d';
-  const [C, T, H, W] = channelFramesHW(op, x);
-  const f = factorT * factorS * factorS;
-  if ((outChannels * f) % C) throw new Error(`${op}: ${outChannels} channels x factor ${f} is not divisible by ${C}`);
-  const repeats = (outChannels * f) / C;
-  const skip = firstChunk ? factorT - 1 : 0;
-  return resample3d(e, op, x, 1, [outChannels, T * factorT - skip, H * factorS, W * factorS], { ft: factorT, fs: factorS, f, g: repeats, shift: skip }, (o0, o1) => [
-    Math.floor((o0 * f) / repeats),
-    Math.floor((o1 * f - 1) / repeats) + 1,
-  ]);
-}

@@ -3,7 +3,8 @@
 import type { Engine } from '../../engine/index.ts';
 import type { Fixture } from '../../loaders/fixture.ts';
 import { conv3d } from '../../engine/ops/conv3d.ts';
-import { avgDown3d, channelsToTokens, ditUnpatchify, dupUp3d, vaePatchify, vaeUnpatchify } from '../../engine/ops/layout.ts';
+import { channelsToTokens, ditUnpatchify, vaePatchify, vaeUnpatchify } from '../../engine/ops/layout.ts';
+import { vaeAvgDown3d, vaeDupUp3d } from '../../engine/ops/vae.ts';
 import { compareOutput, type OutputCheck } from './compare.ts';
 import { registerKind } from './registry.ts';
 
@@ -72,7 +73,7 @@ registerKind({
   async run(e, fx) {
     const checks: OutputCheck[] = [];
     for (const c of fx.config.cases as ResampleCase[]) {
-      const y = avgDown3d(e, f32In(e, fx, c.input), c.out_channels, c.factor_t, c.factor_s);
+      const y = vaeAvgDown3d(e, f32In(e, fx, c.input), { outChannels: c.out_channels, factorT: c.factor_t, factorS: c.factor_s });
       checks.push(compareOutput(c.output, await y.toArray(), fx.output(c.output).f64(), 1e-6, 'exact'));
     }
     return checks;
@@ -85,7 +86,7 @@ registerKind({
   async run(e, fx) {
     const checks: OutputCheck[] = [];
     for (const c of fx.config.cases as ResampleCase[]) {
-      const y = dupUp3d(e, f32In(e, fx, c.input), c.out_channels, c.factor_t, c.factor_s, c.first_chunk ?? false);
+      const y = vaeDupUp3d(e, f32In(e, fx, c.input), { outChannels: c.out_channels, factorT: c.factor_t, factorS: c.factor_s, firstChunk: c.first_chunk ?? false });
       checks.push(compareOutput(c.output, await y.toArray(), fx.output(c.output).f64(), 1e-6, 'exact'));
     }
     return checks;
