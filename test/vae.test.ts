@@ -4,7 +4,8 @@
 // bounded decode memory and input validation.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { command as benchVae, type VaeBenchRow } from '../bench/vae.ts';
 import { Engine, type Tensor } from '../engine/index.ts';
 import {
   concatFrames,
@@ -597,4 +598,26 @@ describe('WanVAE', () => {
     }
     expect(e.liveTensors).toBe(weightTensors);
   });
+});
+
+it('npm run bench -- vae: --json rows (real Wan2.1 width, one small size; PyTorch skipped without a checkout)', { timeout: 120_000 }, async () => {
+  const lines: string[] = [];
+  const spy = vi.spyOn(console, 'log').mockImplementation((s: unknown) => void lines.push(String(s)));
+  try {
+    expect(await benchVae(['--sizes', '2.1:16x8', '--frames', '2', '--wan-repo', '/nonexistent', '--json'])).toBe(0);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(lines.length).toBe(1);
+  const out = JSON.parse(lines[0]) as { rows: VaeBenchRow[]; note?: string };
+  expect(out.note).toMatch(/not an official Wan2.2 checkout/);
+  expect(out.rows.length).toBe(1);
+  const r = out.rows[0];
+  expect(r).toMatchObject({ version: '2.1', width: 16, height: 8, latent: [16, 2, 1, 2], frames: 5 });
+  expect(r.seconds).toBeGreaterThan(0);
+  expect(r.secondsPerFrame).toBeCloseTo(r.seconds / 5, 10);
+  expect(r.peakBytes).toBeGreaterThan(r.estimatedPeakBytes * 0.9); // 2 latent frames: a little under the steady estimate
+  expect(r.peakBytes).toBeLessThanOrEqual(r.estimatedPeakBytes);
+  expect(r.ratio).toBeUndefined();
+  expect(await benchVae(['--sizes', '2.3:16x16'])).toBe(2);
 });
