@@ -562,6 +562,50 @@ describe('WanVAE', () => {
     expect(e.liveTensors).toBe(weightTensors);
   });
 
+  it.each(['2.1', '2.2'] as const)('%s: tiled encode: exactly the untiled one under one tile, else the latent blend of the tiles encoded one by one', async (v) => {
+    const vae = vaes.get(v)!;
+    const s = vae.config.stride[1];
+    const shape = [3, 5, 5 * s, 7 * s];
+    const video = randn(shape.reduce((a, b) => a * b, 1), 50).map((x) => Math.tanh(x));
+    const plain = await vae.encode(video, shape);
+    const one = await vae.encode(video, shape, { tile: { tile: 7, stride: 7 } });
+    expect(Buffer.from(one.latent.buffer).equals(Buffer.from(plain.latent.buffer)), `${v}: one tile`).toBe(true);
+    const t = { tile: 3, stride: 2 };
+    const progress: number[][] = [];
+    const tiled = await vae.encode(video, shape, { tile: t, onProgress: (d, n) => progress.push([d, n]) });
+    expect(tiled.shape).toEqual(plain.shape);
+    const [z, Tl, h, w] = plain.shape;
+    const ys = tileStarts(h, t);
+    const xs = tileStarts(w, t);
+    expect(progress.length).toBe(ys.length * xs.length * Tl);
+    expect(progress[progress.length - 1]).toEqual([progress.length, progress.length]);
+    // float64 reference: each pixel crop encoded untiled, summed with ramp weights (overlap 1 latent pixel).
+    const E = t.tile - t.stride;
+    const ramp = (p: number, starts: number[], k: number) => (k > 0 ? Math.min(1, (p - starts[k]) / E) : 1) * (k + 1 < starts.length ? Math.min(1, Math.max(0, 1 - (p - starts[k + 1]) / E)) : 1);
+    const ref = new Float64Array(plain.latent.length);
+    for (let a = 0; a < ys.length; a++)
+      for (let b = 0; b < xs.length; b++) {
+        const [i0, i1, j0, j1] = [ys[a], Math.min(ys[a] + t.tile, h), xs[b], Math.min(xs[b] + t.tile, w)];
+        const [th, tw] = [(i1 - i0) * s, (j1 - j0) * s];
+        const crop = new Float32Array(3 * shape[1] * th * tw);
+        let k = 0;
+        for (let cf = 0; cf < 3 * shape[1]; cf++) for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) crop[k++] = video[(cf * shape[2] + i0 * s + y) * shape[3] + j0 * s + x];
+        const part = await vae.encode(crop, [3, shape[1], th, tw]);
+        for (let cf = 0; cf < z * Tl; cf++)
+          for (let y = i0; y < i1; y++) for (let x = j0; x < j1; x++) ref[(cf * h + y) * w + x] += ramp(y, ys, a) * ramp(x, xs, b) * part.latent[(cf * (i1 - i0) + y - i0) * (j1 - j0) + x - j0];
+      }
+    expectClose(tiled.latent, ref, 1e-5 * Math.max(...ref.map(Math.abs)), `${v}: tiled encode vs blended tiles`);
+    let d2 = 0;
+    let r2 = 0;
+    for (let i = 0; i < ref.length; i++) {
+      d2 += (tiled.latent[i] - plain.latent[i]) ** 2;
+      r2 += plain.latent[i] ** 2;
+    }
+    console.log(`Wan${v} encode [${shape}] tile 3 stride 2 (${ys.length * xs.length} tiles): rel L2 to untiled ${Math.sqrt(d2 / r2).toExponential(2)}`);
+    expect(d2).toBeGreaterThan(0);
+    expect(e.liveTensors).toBe(weightTensors);
+  });
+
   it('bf16 safetensors weights decode like the float32 .pth (the values are bf16-exact)', async () => {
     const fx = await loadFixture(join(fixturesDir, 'vae2_2_decode_video'));
     const z = fx.input('latent');

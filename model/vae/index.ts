@@ -81,8 +81,9 @@ export interface VaeRunOptions {
 
 export interface VaeDecodeOptions extends VaeRunOptions {
   /**
-   * Spatial tiling (off by default): true for the default tiles of the version (defaultVaeTile), or
-   * tile / stride in latent pixels. Tiles overlap by tile - stride and are blended linearly.
+   * Spatial tiling of decode and encode (off by default): true for the default tiles of the version
+   * (defaultVaeTile), or tile / stride in latent pixels. Tiles overlap by tile - stride (latent pixels)
+   * and are blended linearly: in pixel space when decoding, in latent space when encoding.
    */
   tile?: boolean | VaeTileOptions;
 }
@@ -191,11 +192,13 @@ export class WanVAE {
   }
 
   /** Encodes a video [3, T, H, W] in [-1, 1] to the normalised latent [z, 1 + (T-1)/4, H/s, W/s]. */
-  async encode(video: Float32Array, shape: readonly number[], opts: VaeRunOptions = {}): Promise<{ latent: Float32Array; shape: [number, number, number, number] }> {
+  async encode(video: Float32Array, shape: readonly number[], opts: VaeDecodeOptions = {}): Promise<{ latent: Float32Array; shape: [number, number, number, number] }> {
     const e = this.e;
     checkShape('WanVAE.encode', video, shape);
     const ls = this.latentShape(shape);
     const [z, Tl, h, w] = ls;
+    const tile = opts.tile === true ? defaultVaeTile(this.config.version) : opts.tile || null;
+    if (tile) return this.encodeTiled(video, shape, ls, tile, opts);
     const { trace, onProgress } = opts;
     const p = this.config.patch;
     const whole = opts.wholeSequence === true;
@@ -241,6 +244,36 @@ export class WanVAE {
       await trace('mu_unnormalized', { data: moments.slice(0, z * plane), shape: [1, z, Tl, h, w] });
       await trace('log_var', { data: moments.slice(z * plane), shape: [1, z, Tl, h, w] });
     }
+    return { latent, shape: ls };
+  }
+
+  /**
+   * Tiled encode (diffusers' tiled_encode): pixel tiles of tile * s every stride * s pixels, each
+   * encoded on its own (own cache), the latents blended linearly over the tile - stride overlapping
+   * latent pixels (model/vae/tiling.ts). One tile covering the video is the untiled encode.
+   */
+  private async encodeTiled(video: Float32Array, shape: readonly number[], ls: [number, number, number, number], tile: VaeTileOptions, opts: VaeRunOptions): Promise<{ latent: Float32Array; shape: [number, number, number, number] }> {
+    checkTile(tile);
+    if (opts.trace) throw new Error('WanVAE.encode: trace is not available with tiling');
+    const [, s] = this.config.stride;
+    const [z, Tl, h, w] = ls;
+    const ys = tileStarts(h, tile);
+    const xs = tileStarts(w, tile);
+    const chunks = opts.wholeSequence ? 1 : Tl;
+    const total = ys.length * xs.length * chunks;
+    const latent = new Float32Array(z * Tl * h * w);
+    let done = 0;
+    for (let a = 0; a < ys.length; a++)
+      for (let b = 0; b < xs.length; b++) {
+        const [i0, i1] = [ys[a], Math.min(ys[a] + tile.tile, h)];
+        const [j0, j1] = [xs[b], Math.min(xs[b] + tile.tile, w)];
+        const part = await this.encode(cropFrames(video, shape, i0 * s, i1 * s, j0 * s, j1 * s), [3, shape[1], (i1 - i0) * s, (j1 - j0) * s], {
+          wholeSequence: opts.wholeSequence,
+          onProgress: opts.onProgress && ((d) => opts.onProgress!(done + d, total)),
+        });
+        done += chunks;
+        blendTile(latent, ls, part.latent, part.shape, i0, j0, axisWeights(ys, a, i1 - i0, tile, 1), axisWeights(xs, b, j1 - j0, tile, 1));
+      }
     return { latent, shape: ls };
   }
 

@@ -1,4 +1,5 @@
-// Spatial tiling of the VAE decode: the latent is cut into overlapping tiles (in latent units), every
+// Spatial tiling of the VAE decode (and encode: pixel tiles of tile * s, latents blended over the
+// overlap in latent space, as diffusers' tiled_encode). Decode: the latent is cut into overlapping tiles (in latent units), every
 // tile is decoded on its own (its own causal feature cache over all its frames), and the decoded tiles
 // are blended linearly over the overlap in pixel space, as diffusers' AutoencoderKLWan.tiled_decode
 // does (a tile fades in from weight 0 at its first overlapping pixel row / column; the ramps of two
