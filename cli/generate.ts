@@ -9,6 +9,7 @@ import { generate, type GenerateResult } from '../model/pipelines/generate.ts';
 import { TASK_NAMES, checkFrameNum, parseSize, taskSpec } from '../model/pipelines/tasks.ts';
 import type { SolverName } from '../model/schedulers/index.ts';
 import { deviceFlagHelp, deviceFlagSpec, deviceOptions } from './device-flags.ts';
+import { animatedFormatOf, writeAnimated } from './output/animated.ts';
 import { writeMp4 } from './output/mp4.ts';
 import { writePngFrames } from './output/png.ts';
 import { Progress, fmtBytes, fmtTime } from './progress.ts';
@@ -36,7 +37,8 @@ Generates a video with the official Wan2.2 semantics (flags as generate.py; keba
   --sample_steps N            (default 40, ti2v 50)
   --sample_shift X            (default 12 t2v, 5 i2v/ti2v)
   --sample_guide_scale X      one scale for both experts (default (3, 4) t2v, 3.5 i2v, 5 ti2v)
-  --save_file PATH            .mp4 (H.264), or a folder (trailing /) of PNG frames;
+  --save_file PATH            .mp4 (H.264), .webp (animated, lossless), .gif, or a folder
+                              (trailing /) of PNG frames;
                               default: <task>_<size>_1_<prompt>_<time>.mp4 like generate.py
   --fps N                     (default 16, ti2v 24)
   --dtype bf16|f16|f32        weight storage on the device (default bf16)
@@ -134,8 +136,9 @@ export async function generateCommand(argv: string[]): Promise<number> {
   const prompt = values.prompt ?? EXAMPLE_PROMPT[task.name];
   const saveFile = values.save_file ?? defaultSaveFile(task.name, sizeText, prompt);
   const asFrames = saveFile.endsWith('/') || (existsSync(saveFile) && statSync(saveFile).isDirectory());
-  if (!asFrames && extname(saveFile).toLowerCase() !== '.mp4') {
-    throw new Error(`--save_file ${saveFile}: write .mp4, or a folder of PNG frames (end the path with /)`);
+  const animated = asFrames ? null : animatedFormatOf(saveFile);
+  if (!asFrames && !animated && extname(saveFile).toLowerCase() !== '.mp4') {
+    throw new Error(`--save_file ${saveFile}: write .mp4, .webp, .gif, or a folder of PNG frames (end the path with /)`);
   }
   const image = values.image ? await decodeImage(values.image) : undefined;
   if (image?.orientation && image.orientation !== 1) {
@@ -187,6 +190,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
   await engine.destroy();
   const video = { rgb: res.frames, frames: res.frameCount, height: res.height, width: res.width };
   if (asFrames) await writePngFrames(saveFile.replace(/\/+$/, ''), video);
+  else if (animated) await writeAnimated(saveFile, video, fps, animated);
   else await writeMp4(saveFile, video, fps);
   const stages = Object.entries(res.timings)
     .map(([k, v]) => `${k} ${fmtTime(v!)}`)

@@ -1,5 +1,6 @@
 // `wan generate` as a user runs it: bad input is refused with clear messages before any work, and a
 // fixture checkpoint produces a video matching the reference frames.
+import sharp from 'sharp';
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,7 +40,7 @@ describe('wan generate: bad input', () => {
     [['--ckpt_dir', t2vCkpt, '--sample_steps', 'x'], /--sample_steps must be an integer/],
     [['--ckpt_dir', t2vCkpt, '--image', 'a.png'], /takes no --image/],
     [['--task', 'i2v-A14B', '--ckpt_dir', t2vCkpt], /needs --image/],
-    [['--ckpt_dir', t2vCkpt, '--save_file', 'out.avi'], /write \.mp4, or a folder/],
+    [['--ckpt_dir', t2vCkpt, '--save_file', 'out.avi'], /write \.mp4, \.webp, \.gif, or a folder/],
     [['--ckpt_dir', join(tmp, 'nowhere')], /is not a folder/],
   ])('%j', async (args, message) => {
     const r = await wanRun(['generate', ...args]);
@@ -94,6 +95,13 @@ describe('wan generate: end to end on a fixture checkpoint', () => {
     const v = await readMp4(mp4);
     expect([v.frames, v.width, v.height]).toEqual([9, 64, 32]);
     expect(v.fps).toBeCloseTo(24, 1);
+    // Animated WebP is lossless: the same frames as the PNG folder.
+    const webp = join(tmp, 'v.webp');
+    const r3 = await wanRun([...args, '--save_file', webp]);
+    expect(r3.code).toBe(0);
+    const anim = await sharp(webp, { pages: -1 }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    expect([anim.info.pages, anim.info.pageHeight, anim.info.width]).toEqual([9, 32, 64]);
+    expect(Buffer.compare(anim.data, Buffer.from(frames.rgb))).toBe(0);
     expect(readdirSync(tmp).filter((f) => f.includes('.partial'))).toEqual([]);
   });
 });

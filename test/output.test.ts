@@ -3,6 +3,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import sharp from 'sharp';
+import { animatedFormatOf, writeAnimated } from '../cli/output/animated.ts';
 import { writeMp4 } from '../cli/output/mp4.ts';
 import { readMp4 } from '../cli/output/mp4-read.ts';
 import { readPngFrames, writePngFrames } from '../cli/output/png.ts';
@@ -61,5 +63,40 @@ describe('png frames', () => {
     expect([back.frames, back.width, back.height]).toEqual([3, 5, 7]);
     expect(Buffer.from(back.rgb).equals(Buffer.from(v.rgb))).toBe(true);
     expect(readdirSync(d)).toEqual(['frame_0000.png', 'frame_0001.png', 'frame_0002.png']);
+  });
+});
+
+describe('animated webp / gif', () => {
+  it('webp: lossless, every frame back exactly, with the fps as per-frame delay', async () => {
+    const rgb = new Uint8Array(5 * 18 * 34 * 3);
+    for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 37 + 11) % 251; // no structure: any wrong frame shows
+    const p = join(tmp, 'a.webp');
+    await writeAnimated(p, { rgb, frames: 5, height: 18, width: 34 }, 16, 'webp');
+    const meta = await sharp(p, { pages: -1 }).metadata();
+    expect([meta.pages, meta.pageHeight, meta.width, meta.loop]).toEqual([5, 18, 34, 0]);
+    expect(meta.delay).toEqual([63, 63, 63, 63, 63]); // 1000 / 16 rounded
+    const back = await sharp(p, { pages: -1 }).removeAlpha().raw().toBuffer();
+    expect(back.length).toBe(rgb.length);
+    let diff = 0;
+    for (let i = 0; i < rgb.length; i++) diff = Math.max(diff, Math.abs(back[i] - rgb[i]));
+    expect(diff).toBe(0);
+    expect(readdirSync(tmp).some((f) => f.includes('.partial'))).toBe(false);
+  });
+
+  it('gif: frame count, size and delay (GIF stores centiseconds)', async () => {
+    const v = { rgb: gradient(4, 16, 24), frames: 4, height: 16, width: 24 };
+    const p = join(tmp, 'a.gif');
+    await writeAnimated(p, v, 24, 'gif');
+    const meta = await sharp(p, { pages: -1 }).metadata();
+    expect([meta.format, meta.pages, meta.pageHeight, meta.width]).toEqual(['gif', 4, 16, 24]);
+    expect(meta.delay).toEqual([40, 40, 40, 40]); // 41.7 ms -> 4 cs
+  });
+
+  it('picks the format from the extension and leaves no partial file on failure', async () => {
+    expect([animatedFormatOf('x.WEBP'), animatedFormatOf('y.gif'), animatedFormatOf('z.mp4')]).toEqual(['webp', 'gif', null]);
+    const p = join(tmp, 'missing-dir', 'c.webp');
+    await expect(writeAnimated(p, { rgb: gradient(2, 8, 8), frames: 2, height: 8, width: 8 }, 8, 'webp')).rejects.toThrow();
+    await expect(writeAnimated(join(tmp, 'd.gif'), { rgb: new Uint8Array(5), frames: 2, height: 8, width: 8 }, 8, 'gif')).rejects.toThrow(/not 2 frames/);
+    expect(existsSync(join(tmp, 'd.gif'))).toBe(false);
   });
 });
