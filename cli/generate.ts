@@ -43,7 +43,9 @@ Generates a video with the official Wan2.2 semantics (flags as generate.py; keba
   --fps N                     (default 16, ti2v 24)
   --dtype bf16|f16|f32        weight storage on the device (default bf16)
   --vae-tile                  decode in overlapping spatial tiles (256 px, 64 px blended): less device memory
-  --offload_model, --t5_cpu, --convert_model_dtype
+  --offload_model true|false  A14B: keep one MoE expert on the device at a time, the other is read
+                              from the checkpoint at the boundary (default false: both resident)
+  --t5_cpu, --convert_model_dtype
                               accepted for compatibility: this engine always frees the text encoder
                               after use, runs everything on the WebGPU device, and stores weights in --dtype
 ${deviceFlagHelp}`;
@@ -91,6 +93,15 @@ function num(name: string, v: string | undefined, integer: boolean): number | un
   return n;
 }
 
+/** generate.py's str2bool spellings; absent = false. */
+function parseBool(flag: string, v: string | undefined): boolean {
+  if (v === undefined) return false;
+  const s = v.toLowerCase();
+  if (['true', 't', 'yes', 'y', '1'].includes(s)) return true;
+  if (['false', 'f', 'no', 'n', '0'].includes(s)) return false;
+  throw new Error(`--${flag} ${v}: expected true or false`);
+}
+
 export function defaultSaveFile(task: string, size: string, prompt: string, now = new Date()): string {
   const p = (n: number) => String(n).padStart(2, '0');
   const time = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}_${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
@@ -130,7 +141,9 @@ export async function generateCommand(argv: string[]): Promise<number> {
   }
   if (task.image === 'forbidden' && values.image) throw new Error(`${task.name} takes no --image (use i2v-A14B or ti2v-5B)`);
   if (task.image === 'required' && !values.image) throw new Error(`${task.name} needs --image (a PNG, JPEG or WebP file)`);
-  for (const flag of ['offload_model', 't5_cpu', 'convert_model_dtype'] as const) {
+  const offloadModel = parseBool('offload_model', values.offload_model);
+  if (offloadModel && !task.experts) console.warn(`note: --offload_model only changes the two-expert A14B tasks`);
+  for (const flag of ['t5_cpu', 'convert_model_dtype'] as const) {
     if (values[flag] !== undefined) console.warn(`note: --${flag} has no effect here (see wan generate --help)`);
   }
   const prompt = values.prompt ?? EXAMPLE_PROMPT[task.name];
@@ -172,6 +185,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       guideScale,
       dtype,
       vaeTile: values.vae_tile === true,
+      offloadModel,
       signal: abort.signal,
       onProgress: (stage, done, total, info) => progress.update(stage, done, total, info),
     });

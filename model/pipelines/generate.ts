@@ -40,6 +40,12 @@ export interface GenerateOptions {
   dtype?: DType;
   /** Decode the video in overlapping spatial tiles (WanVAE decode `tile`: less device memory, seams blended). */
   vaeTile?: boolean;
+  /**
+   * MoE tasks: keep one expert on the device at a time (the official `--offload_model`): the
+   * high-noise expert is loaded first and freed at the boundary before the low-noise one is read
+   * from the checkpoint. Same result, about one expert less device memory, one extra load.
+   */
+  offloadModel?: boolean;
   /** Stage progress: `done` of `total` units (steps for denoise, frames for decode). */
   onProgress?: (stage: Stage, done: number, total: number, info?: string) => void;
   /** Checked between steps: a cancelled run stops cleanly with an AbortError. */
@@ -143,7 +149,7 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
     const progress = (what: string) => (n: string, d: number, total: number) => o.onProgress?.('load', d, total, `${what}: ${n}`);
     if (t.experts) {
       dits.high = await loadDit(e, files.high!, o.dtype, progress('high-noise expert'));
-      dits.low = await loadDit(e, files.low!, o.dtype, progress('low-noise expert'));
+      if (!o.offloadModel) dits.low = await loadDit(e, files.low!, o.dtype, progress('low-noise expert'));
     } else {
       dits.dense = await loadDit(e, files.dit!, o.dtype, progress('model'));
     }
@@ -212,6 +218,18 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
         const stepStart = performance.now();
         const ts = sched.timesteps[i];
         const high = t.experts && ts >= boundary;
+        if (t.experts && o.offloadModel && !(high ? dits.high : dits.low)) {
+          // One expert resident: free the other before reading this one (counted as load time).
+          const tl = performance.now();
+          const other = high ? 'low' : 'high';
+          dits[other]?.dispose();
+          dits[other] = undefined;
+          e.pool.trim();
+          dits[high ? 'high' : 'low'] = await loadDit(e, high ? files.high! : files.low!, o.dtype, progress(high ? 'high-noise expert' : 'low-noise expert'));
+          clock('load', tl);
+          t0 += performance.now() - tl; // keep the load out of the denoise time
+          aborted(o.signal);
+        }
         const model = t.experts ? (high ? dits.high! : dits.low!) : dits.dense!;
         const g = t.experts ? (high ? o.guideScale[1] : o.guideScale[0]) : o.guideScale[0];
         // ti2v with image: timestep 0 on the first latent frame's tokens, padded with t.
