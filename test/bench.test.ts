@@ -124,3 +124,21 @@ describe('bench internals', () => {
     expect(t.find((x) => x.what.startsWith('layernorm'))!.met).toBeNull();
   });
 });
+
+describe('npm run bench -- dit (smoke, tiny width)', () => {
+  it('--json: the block row, one row per kernel family with shares, and a torch row', { timeout: 120_000 }, async () => {
+    const { stdout } = await run(process.execPath, [bench, 'dit', '--json', '--tokens', '32', '--dim', '64', '--heads', '2', '--ffn', '96', '--runs', '1', '--no-torch'], {
+      maxBuffer: 1 << 24,
+      env: { ...process.env, WAN_TUNE: 'off' },
+    });
+    const rows = JSON.parse(stdout) as { system: string; what: string; medianMs: number | null; gflops?: number | null; share?: number; note?: string }[];
+    const block = rows.find((r) => r.system === 'wan' && r.what === 'block forward')!;
+    expect(block.medianMs).toBeGreaterThan(0);
+    expect(block.gflops).toBeGreaterThan(0);
+    const families = rows.filter((r) => r.share !== undefined).map((r) => r.what);
+    expect(families.slice(0, 3)).toEqual(['linears', 'self-attention', 'cross-attention']);
+    for (const r of rows.filter((r) => r.share !== undefined)) expect(r.share).toBeGreaterThanOrEqual(0);
+    const torch = rows.find((r) => r.system === 'torch-cpu')!;
+    expect(torch.medianMs).toBeNull();
+  });
+});
