@@ -142,3 +142,16 @@ describe('npm run bench -- dit (smoke, tiny width)', () => {
     expect(torch.medianMs).toBeNull();
   });
 });
+
+describe('npm run bench -- pipeline (smoke)', () => {
+  it('--json: a median per stage and a total for the tiny t2v pipeline', { timeout: 120_000 }, async () => {
+    const { stdout } = await run(process.execPath, [bench, 'pipeline', '--json', '--runs', '1'], { maxBuffer: 1 << 24, env: { ...process.env, WAN_TUNE: 'off' } });
+    const rows = JSON.parse(stdout) as { system: string; stage: string; medianS: number | null }[];
+    const wan = rows.filter((r) => r.system === 'wan');
+    expect(wan.map((r) => r.stage)).toEqual(expect.arrayContaining(['load', 'text', 'denoise', 'decode', 'total']));
+    for (const r of wan) expect(r.medianS).toBeGreaterThan(0);
+    const total = wan.find((r) => r.stage === 'total')!.medianS!;
+    const parts = wan.filter((r) => r.stage !== 'total').reduce((a, r) => a + r.medianS!, 0);
+    expect(parts).toBeLessThanOrEqual(total * 1.001);
+  });
+});
