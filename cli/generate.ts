@@ -25,7 +25,8 @@ export const generateHelp = `usage: wan generate --task TASK --ckpt_dir DIR [opt
 
 Generates a video with the official Wan2.2 semantics (flags as generate.py; kebab-case works too).
   --task t2v-A14B|i2v-A14B|ti2v-5B   (default t2v-A14B)
-  --ckpt_dir DIR              checkpoint folder in the official layout
+  --ckpt_dir DIR              checkpoint folder: the official layout (Wan2.2-T2V-A14B, ...) or the
+                              Diffusers one (model_index.json, transformer/, ...)
   --size W*H                  official: t2v/i2v 1280*720 720*1280 832*480 480*832, ti2v 1280*704 704*1280;
                               other multiples of 16 (A14B) / 32 (ti2v) work with a warning; image tasks: area
   --frame_num N               4n+1 (default 81, ti2v 121)
