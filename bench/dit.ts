@@ -9,48 +9,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { deviceFlagSpec, deviceOptions } from '../cli/device-flags.ts';
 import { Engine, ops } from '../engine/index.ts';
-import type { TensorInfo, TensorSource } from '../loaders/source.ts';
-import { ditConfigJson, ditTensors, type DitArch, type TensorSpec } from '../model/demo/architecture.ts';
-import { encodeBf16As, hashName, syntheticBf16 } from '../model/demo/synthetic.ts';
+import { ditConfigJson, ditTensors, type DitArch } from '../model/demo/architecture.ts';
+import { SyntheticTensorSource } from '../model/demo/source.ts';
 import { WanDiT } from '../model/dit.ts';
 
-const usage = `usage: npm run bench -- dit [--tokens N] [--runs N] [--dim C --heads N --ffn F] [--no-torch] [--json]
+const usage = `usage: npm run bench -- dit [--tokens N] [--runs N] [--dim C --heads N --ffn F] [--activations f32|f16] [--no-torch] [--json]
   --tokens N   tokens of the video latent (default 2048; rounded to 2 x (H/2) x (W/2) latent grids)
   --runs N     timed runs after one warm-up (default 3)
   --dim/--heads/--ffn  block width (default the TI2V-5B block: 3072 / 24 / 14336)
+  --activations  the DiT's activation dtype (default f32; f16 needs shader-f16)
   --no-torch   skip PyTorch (bench/dit_torch.py under WAN_BENCH_PYTHON or /usr/bin/python3)`;
-
-/** Synthetic bf16 tensors served from memory, drawn when read. */
-class SyntheticSource implements TensorSource {
-  readonly path = 'synthetic DiT block';
-  private readonly specs: Map<string, TensorSpec>;
-  private last: { name: string; bytes: Uint8Array } | null = null;
-  constructor(list: TensorSpec[]) {
-    this.specs = new Map(list.map((s) => [s.name, s]));
-  }
-  names(): string[] {
-    return [...this.specs.keys()];
-  }
-  has(name: string): boolean {
-    return this.specs.has(name);
-  }
-  info(name: string): TensorInfo {
-    const s = this.specs.get(name);
-    if (!s) throw new Error(`${this.path}: no tensor "${name}"`);
-    return { name, dtype: 'BF16', shape: [...s.shape] };
-  }
-  async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
-    if (this.last?.name !== name) {
-      const s = this.specs.get(name)!;
-      const n = s.shape.reduce((a, b) => a * b, 1);
-      this.last = { name, bytes: encodeBf16As(syntheticBf16(n, hashName(name), s.init), 'BF16') };
-    }
-    return this.last.bytes.slice(offset, offset + length);
-  }
-  async close(): Promise<void> {
-    this.last = null;
-  }
-}
 
 function randn(n: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
@@ -87,6 +55,7 @@ export async function command(argv: string[]): Promise<number> {
       dim: { type: 'string', default: '3072' },
       heads: { type: 'string', default: '24' },
       ffn: { type: 'string', default: '14336' },
+      activations: { type: 'string', default: 'f32' },
       'no-torch': { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -101,6 +70,8 @@ export async function command(argv: string[]): Promise<number> {
   const heads = Number(values.heads);
   const ffn = Number(values.ffn);
   const runs = Math.max(1, Number(values.runs));
+  const activations = values.activations as 'f32' | 'f16';
+  if (activations !== 'f32' && activations !== 'f16') throw new Error(`--activations must be f32 or f16, not "${values.activations}"`);
   if (!(C > 0 && heads > 0 && C % heads === 0 && ffn > 0)) throw new Error('--dim must be a multiple of --heads, all positive');
   // Latent grid [48, 2, H, W] with patch (1, 2, 2): tokens = 2 * H/2 * W/2.
   const side = Math.max(1, Math.round(Math.sqrt(Number(values.tokens) / 2)));
@@ -111,7 +82,7 @@ export async function command(argv: string[]): Promise<number> {
   const e = await Engine.create(deviceOptions(values));
   const rows: Record<string, unknown>[] = [];
   try {
-    const dit = await WanDiT.load(e, new SyntheticSource(ditTensors(arch)), ditConfigJson(arch), { dtype: 'bf16' });
+    const dit = await WanDiT.load(e, new SyntheticTensorSource(ditTensors(arch), 'synthetic DiT block'), ditConfigJson(arch), { dtype: 'bf16', activations });
     const shape: [number, number, number, number] = [48, 2, 2 * side, 2 * side];
     const x = randn(48 * 2 * 4 * side * side, 1);
     const context = randn(ctx * 4096, 2);
@@ -119,6 +90,11 @@ export async function command(argv: string[]): Promise<number> {
     const forwardMs = await timeIt(e, runs, async () => {
       await dit.forward({ x, shape, t: 500, contexts: [context], seqLen: L });
     });
+    // Activation memory: the peak of live device bytes during one forward, above the resident weights.
+    const weightBytes = e.memory().liveBytes;
+    e.pool.resetPeaks();
+    await dit.forward({ x, shape, t: 500, contexts: [context], seqLen: L });
+    const activationBytes = e.memory().peakLiveBytes - weightBytes;
     // FLOPs of the block (2 per multiply-add): linears, self- and cross-attention (QK^T and PV).
     const linearFlops = 2 * (6 * L * C * C + 2 * ctx * C * C + 2 * L * C * ffn);
     const attnSelf = 4 * L * L * C;
@@ -131,22 +107,24 @@ export async function command(argv: string[]): Promise<number> {
     const w = (n: number, k: number) => e.upload(randn(n * k, n + k), [n, k], 'f32');
     const fam: Record<string, number> = {};
     await e.scope(async () => {
-      const xs = e.upload(randn(L * C, 3), [L, C], 'f32');
+      // Activations in the forward's dtype (the context embedding stays f32 in both modes).
+      const xs = e.upload(randn(L * C, 3), [L, C], activations);
       const cs = e.upload(randn(ctx * C, 4), [ctx, C], 'f32');
+      const ch = e.upload(randn(ctx * C, 4), [ctx, C], activations);
       const wcc = ops.cast(e, w(C, C), 'bf16');
       const w1 = ops.cast(e, w(ffn, C), 'bf16');
       const w2 = ops.cast(e, w(C, ffn), 'bf16');
-      const h = e.upload(randn(L * ffn, 5), [L, ffn], 'f32');
+      const h = e.upload(randn(L * ffn, 5), [L, ffn], activations);
       fam.linears = await timeIt(e, runs, () =>
         e.scope(() => {
           for (let i = 0; i < 6; i++) ops.linear(e, xs, wcc);
-          for (let i = 0; i < 2; i++) ops.linear(e, cs, wcc);
+          for (let i = 0; i < 2; i++) ops.linear(e, cs, wcc, { outDtype: activations });
           ops.linear(e, xs, w1, { activation: 'gelu_tanh' });
-          ops.linear(e, h, w2);
+          ops.linear(e, h, w2, { outDtype: 'f32' });
         }),
       );
       const q = xs.reshape([L, heads, D]);
-      const kc = cs.reshape([ctx, heads, D]);
+      const kc = ch.reshape([ctx, heads, D]);
       fam['self-attention'] = await timeIt(e, runs, () => e.scope(() => void ops.flashAttention(e, q, q, q)));
       fam['cross-attention'] = await timeIt(e, runs, () => e.scope(() => void ops.flashAttention(e, q, kc, kc)));
     });
@@ -167,15 +145,15 @@ export async function command(argv: string[]): Promise<number> {
       } else torchNote = `not available (${(r.stderr || String(r.error ?? '')).trim().split('\n').pop()})`;
     }
 
-    rows.push({ system: 'wan', what: 'block forward', tokens: L, medianMs: forwardMs, gflops: total / forwardMs / 1e6 });
+    rows.push({ system: 'wan', what: 'block forward', tokens: L, activations, medianMs: forwardMs, gflops: total / forwardMs / 1e6, activationBytes });
     for (const [k, v] of Object.entries(fam)) rows.push({ system: 'wan', what: k, medianMs: v, share: v / forwardMs });
     rows.push({ system: 'torch-cpu', what: 'block forward', tokens: L, medianMs: torchMs, gflops: torchMs ? total / torchMs / 1e6 : null, note: torchNote });
     if (values.json) {
       console.log(JSON.stringify(rows, null, 1));
     } else {
-      console.log(`DiT block, dim ${C}, ${heads} heads x ${D}, ffn ${ffn}, ${L} tokens, context ${ctx}, bf16 weights, f32 activations`);
+      console.log(`DiT block, dim ${C}, ${heads} heads x ${D}, ffn ${ffn}, ${L} tokens, context ${ctx}, bf16 weights, ${activations} activations`);
       console.log(`  FLOPs: linears ${(linearFlops / 1e9).toFixed(1)} G, self-attention ${(attnSelf / 1e9).toFixed(1)} G, cross-attention ${(attnCross / 1e9).toFixed(1)} G`);
-      console.log(`  wan:   ${(forwardMs / 1000).toFixed(2)} s, ${(total / forwardMs / 1e6).toFixed(1)} GFLOP/s`);
+      console.log(`  wan:   ${(forwardMs / 1000).toFixed(2)} s, ${(total / forwardMs / 1e6).toFixed(1)} GFLOP/s, peak activation memory ${(activationBytes / 2 ** 20).toFixed(0)} MiB`);
       for (const [k, v] of Object.entries(fam)) console.log(`    ${k.padEnd(58)} ${(v / 1000).toFixed(2)} s  ${((100 * v) / forwardMs).toFixed(0)}%`);
       if (torchMs) console.log(`  torch: ${(torchMs / 1000).toFixed(2)} s, ${(total / torchMs / 1e6).toFixed(1)} GFLOP/s (${torchNote}); wan / torch time ${(forwardMs / torchMs).toFixed(2)}`);
       else console.log(`  torch: ${torchNote || 'skipped'}`);

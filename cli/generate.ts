@@ -5,6 +5,7 @@ import { extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine, type DType } from '../engine/index.ts';
 import { decodeImage } from '../loaders/image.ts';
+import type { ActivationDType } from '../model/dit.ts';
 import { generate, type GenerateResult } from '../model/pipelines/generate.ts';
 import { TASK_NAMES, checkFrameNum, parseSize, taskSpec } from '../model/pipelines/tasks.ts';
 import type { SolverName } from '../model/schedulers/index.ts';
@@ -43,6 +44,8 @@ Generates a video with the official Wan2.2 semantics (flags as generate.py; keba
                               default: <task>_<size>_1_<prompt>_<time>.mp4 like generate.py
   --fps N                     (default 16, ti2v 24)
   --dtype bf16|f16|f32        weight storage on the device (default bf16)
+  --activations f32|f16       the DiT's activations (default f32; f16 halves their memory, needs the
+                              adapter's shader-f16; about 4e-4 relative error on the reference fixtures)
   --vae-tile                  decode in overlapping spatial tiles (256 px, 64 px blended): less device memory
   --offload_model true|false  A14B: keep one MoE expert on the device at a time, the other is read
                               from the checkpoint at the boundary (default false: both resident)
@@ -67,6 +70,7 @@ const SPEC = {
   save_file: { type: 'string' },
   fps: { type: 'string' },
   dtype: { type: 'string' },
+  activations: { type: 'string' },
   vae_tile: { type: 'boolean' },
   offload_model: { type: 'string' },
   t5_cpu: { type: 'boolean' },
@@ -135,6 +139,8 @@ export async function generateCommand(argv: string[]): Promise<number> {
   if (!(fps > 0)) throw new Error(`--fps must be positive, got ${fps}`);
   const dtype = (values.dtype ?? 'bf16') as DType;
   if (!['bf16', 'f16', 'f32'].includes(dtype)) throw new Error(`--dtype must be bf16, f16 or f32, got "${dtype}"`);
+  const activations = (values.activations ?? 'f32') as ActivationDType;
+  if (activations !== 'f32' && activations !== 'f16') throw new Error(`--activations must be f32 or f16, got "${values.activations}"`);
   let seed = num('base_seed', values.base_seed, true) ?? -1;
   if (seed < 0) {
     seed = Math.floor(Math.random() * 2 ** 53);
@@ -185,6 +191,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       shift,
       guideScale,
       dtype,
+      activations,
       vaeTile: values.vae_tile === true,
       offloadModel,
       signal: abort.signal,

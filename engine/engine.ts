@@ -252,6 +252,11 @@ export class Engine {
     for (const s of this.scopes) s.delete(t);
   }
 
+  /** Removes a tensor from every open scope: the caller owns it (and disposes it). */
+  detach(t: Tensor): void {
+    for (const s of this.scopes) s.delete(t);
+  }
+
   releaseStorage(s: Storage): void {
     for (const seg of s.segments) this.pool.release(seg.buffer);
   }

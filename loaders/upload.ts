@@ -20,6 +20,12 @@ export interface UploadOptions {
   /** Host bytes per read (default 16 MiB). */
   chunkBytes?: number;
   label?: string;
+  /**
+   * Keep the tensor out of every engine scope (Engine.detach at creation, in the same tick): for
+   * uploads that run concurrently with scoped work (block streaming prefetches the next block while
+   * the current one computes inside its scope, which would otherwise adopt and free it).
+   */
+  unscoped?: boolean;
 }
 
 export interface UploadStats {
@@ -114,6 +120,7 @@ export async function uploadTensor(e: Engine, src: TensorSource, name: string, o
   const numel = info.shape.reduce((a, b) => a * b, 1);
   const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK;
   const t = e.empty(info.shape, dtype, opts.label ?? name);
+  if (opts.unscoped) e.detach(t);
   try {
     if (numel === 0) return t;
     if (info.dtype === 'F32' && dtype === 'bf16') await streamF32ToBf16(e, src, name, t, numel, chunkBytes);

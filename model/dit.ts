@@ -40,7 +40,26 @@ export interface DitLoadOptions {
   dtype?: DType;
   /** Called after each tensor is uploaded (progress). */
   onTensor?: (name: string, done: number, total: number) => void;
+  /** Activation dtype of the blocks' linear/norm/attention I/O (default f32); see WanDiT.activations. */
+  activations?: ActivationDType;
+  /**
+   * Block streaming: only the non-block weights (embeddings, head: about 1% of the model) are
+   * uploaded by load(); each forward uploads every block just before it runs and frees it after,
+   * the next block's upload overlapping the current block's compute (at most two blocks on the
+   * device). The WanDiT then owns `src` (kept open, closed by dispose()). Slower by one model read
+   * per forward (from the page cache when the file fits the host's memory).
+   */
+  stream?: boolean;
 }
+
+/**
+ * 'f32': every activation in float32. 'f16' (needs the adapter's shader-f16): the tensors the blocks'
+ * linears, norms, RoPE and attention read are stored in f16 (the modulated norms, q/k/v, the FFN hidden
+ * state): half the activation memory and bandwidth. Accumulation, norm statistics, softmax, the residual
+ * stream, the gates, the time/text embeddings and the head stay float32 (the official block keeps the
+ * residual and gates in float32 too). Error on the dit.* fixtures: see the README.
+ */
+export type ActivationDType = 'f32' | 'f16';
 
 /** Intermediate tensors handed out while tracing (verification against the reference). */
 export type DitTrace = (name: string, t: Tensor) => void | Promise<void>;
@@ -60,7 +79,152 @@ export interface DitInput {
   seqLen: number;
 }
 
+/** Every tensor of one block (kept in a list too, to free them). */
+interface LoadedBlock {
+  block: Block;
+  tensors: Tensor[];
+}
+
+/** The tensor names of block i (what a block upload reads). */
+export function ditBlockTensorNames(i: number, cfg: DitConfig): string[] {
+  const p = `blocks.${i}`;
+  const lin = (n: string) => [`${p}.${n}.weight`, `${p}.${n}.bias`];
+  return [
+    `${p}.modulation`,
+    ...['q', 'k', 'v', 'o'].flatMap((n) => lin(`self_attn.${n}`)),
+    `${p}.self_attn.norm_q.weight`,
+    `${p}.self_attn.norm_k.weight`,
+    ...(cfg.crossAttnNorm ? [`${p}.norm3.weight`, `${p}.norm3.bias`] : []),
+    ...['q', 'k', 'v', 'o'].flatMap((n) => lin(`cross_attn.${n}`)),
+    `${p}.cross_attn.norm_q.weight`,
+    `${p}.cross_attn.norm_k.weight`,
+    ...lin('ffn.0'),
+    ...lin('ffn.2'),
+  ];
+}
+
+/** Uploads block i: linear weights in `dtype`, the rest f32. `unscoped` for prefetches (see UploadOptions). */
+async function loadBlock(e: Engine, src: TensorSource, cfg: DitConfig, i: number, dtype: DType, unscoped: boolean, stats: UploadStats, onTensor?: (name: string) => void): Promise<LoadedBlock> {
+  const tensors: Tensor[] = [];
+  const get = async (name: string, kind: 'weight' | 'f32', shape?: number[]) => {
+    const t = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape, unscoped }, stats);
+    tensors.push(t);
+    onTensor?.(name);
+    return t;
+  };
+  const lin = async (prefix: string): Promise<Linear> => ({ w: await get(`${prefix}.weight`, 'weight'), b: await get(`${prefix}.bias`, 'f32') });
+  const p = `blocks.${i}`;
+  try {
+    const block: Block = {
+      modulation: await get(`${p}.modulation`, 'f32', [1, 6, cfg.dim]),
+      selfQ: await lin(`${p}.self_attn.q`),
+      selfK: await lin(`${p}.self_attn.k`),
+      selfV: await lin(`${p}.self_attn.v`),
+      selfO: await lin(`${p}.self_attn.o`),
+      selfNormQ: await get(`${p}.self_attn.norm_q.weight`, 'f32'),
+      selfNormK: await get(`${p}.self_attn.norm_k.weight`, 'f32'),
+      norm3W: cfg.crossAttnNorm ? await get(`${p}.norm3.weight`, 'f32') : null,
+      norm3B: cfg.crossAttnNorm ? await get(`${p}.norm3.bias`, 'f32') : null,
+      crossQ: await lin(`${p}.cross_attn.q`),
+      crossK: await lin(`${p}.cross_attn.k`),
+      crossV: await lin(`${p}.cross_attn.v`),
+      crossO: await lin(`${p}.cross_attn.o`),
+      crossNormQ: await get(`${p}.cross_attn.norm_q.weight`, 'f32'),
+      crossNormK: await get(`${p}.cross_attn.norm_k.weight`, 'f32'),
+      ffn0: await lin(`${p}.ffn.0`),
+      ffn2: await lin(`${p}.ffn.2`),
+    };
+    return { block, tensors };
+  } catch (err) {
+    for (const t of tensors) t.dispose();
+    throw err;
+  }
+}
+
+/**
+ * Where the blocks' weights are: all on the device, or streamed from the checkpoint (block i is
+ * uploaded while block i-1 computes, and freed after its own compute is recorded).
+ */
+interface BlockStore {
+  readonly count: number;
+  /** Block i, ready to run (streamed: awaits its upload and starts the next one's). */
+  acquire(i: number): Promise<Block>;
+  /** Block i's compute is recorded: a streamed block is freed (its buffers reused by later uploads, which are queued after that compute). */
+  release(i: number): void;
+  /** Frees every block on the device now (a prefetch still running is freed when it lands). */
+  dispose(): void;
+}
+
+class ResidentBlocks implements BlockStore {
+  constructor(private readonly blocks: LoadedBlock[]) {}
+  get count() {
+    return this.blocks.length;
+  }
+  async acquire(i: number): Promise<Block> {
+    return this.blocks[i].block;
+  }
+  release(): void {}
+  dispose(): void {
+    for (const b of this.blocks) for (const t of b.tensors) t.dispose();
+  }
+}
+
+class StreamedBlocks implements BlockStore {
+  private pending = new Map<number, Promise<LoadedBlock>>();
+  private ready = new Map<number, LoadedBlock>();
+  /** Block uploads done (for tests and the bench: count x per-block bytes = bytes streamed). */
+  uploads = 0;
+
+  constructor(
+    private readonly e: Engine,
+    private readonly src: TensorSource,
+    private readonly cfg: DitConfig,
+    private readonly dtype: DType,
+    private readonly stats: UploadStats,
+  ) {}
+
+  get count() {
+    return this.cfg.numLayers;
+  }
+
+  private start(i: number): void {
+    if (this.pending.has(i) || this.ready.has(i)) return;
+    const p = loadBlock(this.e, this.src, this.cfg, i, this.dtype, true, this.stats).then((b) => {
+      this.uploads++;
+      return b;
+    });
+    p.catch(() => {}); // observed by acquire(); a prefetch nobody awaits must not be an unhandled rejection
+    this.pending.set(i, p);
+  }
+
+  async acquire(i: number): Promise<Block> {
+    this.start(i);
+    // Prefetch the next block (after the last: block 0 of the next forward).
+    this.start((i + 1) % this.count);
+    const b = await this.pending.get(i)!;
+    this.pending.delete(i);
+    this.ready.set(i, b);
+    return b.block;
+  }
+
+  release(i: number): void {
+    const b = this.ready.get(i);
+    this.ready.delete(i);
+    if (b) for (const t of b.tensors) t.dispose();
+  }
+
+  dispose(): void {
+    for (const i of [...this.ready.keys()]) this.release(i);
+    const landing = [...this.pending.values()].map((p) => p.then((b) => b.tensors.forEach((t) => t.dispose())).catch(() => {}));
+    this.pending.clear();
+    void Promise.all(landing).then(() => this.src.close()).catch(() => {});
+  }
+}
+
 export class WanDiT {
+  /** Activation dtype of the blocks (set at load; may be changed between forwards). */
+  activations: ActivationDType = 'f32';
+
   private constructor(
     readonly e: Engine,
     readonly config: DitConfig,
@@ -71,7 +235,7 @@ export class WanDiT {
     private time0: Linear,
     private time2: Linear,
     private proj: Linear,
-    private blocks: Block[],
+    private blocks: BlockStore,
     private headMod: Tensor, // [1, 2, C]
     private head: Linear,
   ) {}
@@ -90,7 +254,10 @@ export class WanDiT {
   static async load(e: Engine, src: TensorSource, json: Record<string, unknown> | null, opts: DitLoadOptions = {}): Promise<WanDiT> {
     const cfg = inferDitConfig(src, json);
     const dtype = opts.dtype ?? 'bf16';
-    const total = src.names().length;
+    const activations = opts.activations ?? 'f32';
+    if (activations === 'f16' && !e.gpu.hasF16) throw new Error('f16 activations need the shader-f16 feature, which this adapter lacks; use f32 activations');
+    // Progress counts what load() uploads: streamed blocks are uploaded by each forward instead.
+    const total = src.names().filter((n) => !(opts.stream && n.startsWith('blocks.'))).length;
     let done = 0;
     const stats: UploadStats = { overflows: 0 };
     const loaded: Tensor[] = [];
@@ -104,6 +271,7 @@ export class WanDiT {
       w: await get(`${prefix}.weight`, 'weight'),
       b: bias ? await get(`${prefix}.bias`, 'f32') : null,
     });
+    let blocks: BlockStore | null = null;
     try {
       const C = cfg.dim;
       const patchVolume = cfg.patch[0] * cfg.patch[1] * cfg.patch[2];
@@ -118,49 +286,49 @@ export class WanDiT {
       const time0 = await lin('time_embedding.0');
       const time2 = await lin('time_embedding.2');
       const proj = await lin('time_projection.1');
-      const blocks: Block[] = [];
-      for (let i = 0; i < cfg.numLayers; i++) {
-        const p = `blocks.${i}`;
-        blocks.push({
-          modulation: await get(`${p}.modulation`, 'f32', [1, 6, C]),
-          selfQ: await lin(`${p}.self_attn.q`),
-          selfK: await lin(`${p}.self_attn.k`),
-          selfV: await lin(`${p}.self_attn.v`),
-          selfO: await lin(`${p}.self_attn.o`),
-          selfNormQ: await get(`${p}.self_attn.norm_q.weight`, 'f32'),
-          selfNormK: await get(`${p}.self_attn.norm_k.weight`, 'f32'),
-          norm3W: cfg.crossAttnNorm ? await get(`${p}.norm3.weight`, 'f32') : null,
-          norm3B: cfg.crossAttnNorm ? await get(`${p}.norm3.bias`, 'f32') : null,
-          crossQ: await lin(`${p}.cross_attn.q`),
-          crossK: await lin(`${p}.cross_attn.k`),
-          crossV: await lin(`${p}.cross_attn.v`),
-          crossO: await lin(`${p}.cross_attn.o`),
-          crossNormQ: await get(`${p}.cross_attn.norm_q.weight`, 'f32'),
-          crossNormK: await get(`${p}.cross_attn.norm_k.weight`, 'f32'),
-          ffn0: await lin(`${p}.ffn.0`),
-          ffn2: await lin(`${p}.ffn.2`),
-        });
+      if (opts.stream) {
+        blocks = new StreamedBlocks(e, src, cfg, dtype, stats);
+      } else {
+        // (on a failure below, the catch frees the blocks loaded so far)
+        const list: LoadedBlock[] = [];
+        try {
+          for (let i = 0; i < cfg.numLayers; i++) list.push(await loadBlock(e, src, cfg, i, dtype, false, stats, (name) => opts.onTensor?.(name, ++done, total)));
+        } catch (err) {
+          for (const b of list) for (const t of b.tensors) t.dispose();
+          throw err;
+        }
+        blocks = new ResidentBlocks(list);
       }
       const headMod = await get('head.modulation', 'f32', [1, 2, C]);
       const head = await lin('head.head');
       if (stats.overflows > 0) console.warn(`warning: ${stats.overflows} DiT weights overflowed to infinity in ${dtype}; use --dtype bf16`);
-      return new WanDiT(e, cfg, patchW, patchB, text0, text2, time0, time2, proj, blocks, headMod, head);
+      const dit = new WanDiT(e, cfg, patchW, patchB, text0, text2, time0, time2, proj, blocks, headMod, head);
+      dit.activations = activations;
+      return dit;
     } catch (err) {
       for (const t of loaded) t.dispose();
+      if (blocks instanceof ResidentBlocks) blocks.dispose(); // a streaming load's source stays the caller's on failure
       throw err;
     }
   }
 
-  /** Frees every weight. */
+  /** True when the blocks are streamed from the checkpoint (see DitLoadOptions.stream). */
+  get streamed(): boolean {
+    return this.blocks instanceof StreamedBlocks;
+  }
+
+  /** Block uploads done by forwards so far (streamed blocks; 0 when resident). */
+  get blockUploads(): number {
+    return this.blocks instanceof StreamedBlocks ? this.blocks.uploads : 0;
+  }
+
+  /** Frees every weight (a streaming model also closes its checkpoint source). */
   dispose(): void {
     const all: (Tensor | null)[] = [this.patchW, this.patchB, this.headMod, this.rope];
     this.rope = null;
     for (const l of [this.text0, this.text2, this.time0, this.time2, this.proj, this.head]) all.push(l.w, l.b);
-    for (const b of this.blocks) {
-      all.push(b.modulation, b.selfNormQ, b.selfNormK, b.norm3W, b.norm3B, b.crossNormQ, b.crossNormK);
-      for (const l of [b.selfQ, b.selfK, b.selfV, b.selfO, b.crossQ, b.crossK, b.crossV, b.crossO, b.ffn0, b.ffn2]) all.push(l.w, l.b);
-    }
     for (const t of all) t?.dispose();
+    this.blocks.dispose();
   }
 
   private linear(x: Tensor, l: Linear, opts: ops.LinearOptions = {}): Tensor {
@@ -233,9 +401,11 @@ export class WanDiT {
       const ctx = this.linear(this.linear(ctxPadded, this.text0, { activation: 'gelu_tanh' }), this.text2);
       if (trace) await trace('context_emb', ctx);
       const grids = Array.from({ length: B }, () => grid);
-      for (let i = 0; i < this.blocks.length; i++) {
-        const next = e.scope(() => this.block(this.blocks[i], x, e0b, ctx, grids, rope, L, i === 0 ? trace : undefined));
+      for (let i = 0; i < this.blocks.count; i++) {
+        const blk = await this.blocks.acquire(i);
+        const next = e.scope(() => this.block(blk, x, e0b, ctx, grids, rope, L, i === 0 ? trace : undefined));
         x = await next;
+        this.blocks.release(i);
         if (trace) await trace(`block.${i}`, x);
       }
       // --- head: norm, modulation by (head.modulation + e), linear
@@ -256,43 +426,48 @@ export class WanDiT {
     const [B, S, C] = x.shape;
     const N = cfg.numHeads;
     const D = C / N;
+    // The dtype of what the linears/norms/attention read (f32, or f16 in the f16 activation mode);
+    // the residual stream x and every tensor added to it stay f32.
+    const outDtype = this.activations;
     const mod = ops.binary(e, 'add', blk.modulation, e0); // [G, 6, C]
     const chunk = (k: number) => ({ tensor: mod, chunk: k });
     // self-attention on the modulated norm1
-    const h = ops.layerNormModulate(e, x, chunk(0), chunk(1), { eps: cfg.eps });
+    const h = ops.layerNormModulate(e, x, chunk(0), chunk(1), { eps: cfg.eps, outDtype });
     if (trace) await trace('block0.self_attn_in', h);
-    const q = ops.ropeApply(e, ops.rmsNorm(e, this.linear(h, blk.selfQ), blk.selfNormQ, { eps: cfg.eps }).reshape([B, S, N, D]), grids, rope);
-    const k = ops.ropeApply(e, ops.rmsNorm(e, this.linear(h, blk.selfK), blk.selfNormK, { eps: cfg.eps }).reshape([B, S, N, D]), grids, rope);
-    const v = this.linear(h, blk.selfV).reshape([B, S, N, D]);
+    const qk = (w: Linear, norm: Tensor) =>
+      ops.ropeApply(e, ops.rmsNorm(e, this.linear(h, w, { outDtype }), norm, { eps: cfg.eps, outDtype }).reshape([B, S, N, D]), grids, rope, { outDtype });
+    const q = qk(blk.selfQ, blk.selfNormQ);
+    const k = qk(blk.selfK, blk.selfNormK);
+    const v = this.linear(h, blk.selfV, { outDtype }).reshape([B, S, N, D]);
     if (trace) {
       await trace('block0.q_rope', q);
       await trace('block0.k_rope', k);
     }
     const a = ops.flashAttention(e, q, k, v, { kLens: Array(B).fill(L) }).reshape([B, S, C]);
     if (trace) await trace('block0.self_attn_raw', a);
-    const y = this.linear(a, blk.selfO);
+    const y = this.linear(a, blk.selfO, { outDtype: 'f32' });
     if (trace) await trace('block0.self_attn_out', y);
     x = ops.gatedResidual(e, x, y, chunk(2));
     // cross-attention (no mask: the padded context rows are attended to, as in the official model)
-    const n3 = blk.norm3W ? ops.layerNorm(e, x, { weight: blk.norm3W, bias: blk.norm3B ?? undefined, eps: cfg.eps }) : x;
+    const n3 = blk.norm3W ? ops.layerNorm(e, x, { weight: blk.norm3W, bias: blk.norm3B ?? undefined, eps: cfg.eps, outDtype }) : x;
     if (trace) await trace('block0.norm3_out', n3);
     const T = ctx.shape[1];
-    const cq = ops.rmsNorm(e, this.linear(n3, blk.crossQ), blk.crossNormQ, { eps: cfg.eps }).reshape([B, S, N, D]);
-    const ck = ops.rmsNorm(e, this.linear(ctx, blk.crossK), blk.crossNormK, { eps: cfg.eps }).reshape([B, T, N, D]);
-    const cv = this.linear(ctx, blk.crossV).reshape([B, T, N, D]);
+    const cq = ops.rmsNorm(e, this.linear(n3, blk.crossQ, { outDtype }), blk.crossNormQ, { eps: cfg.eps, outDtype }).reshape([B, S, N, D]);
+    const ck = ops.rmsNorm(e, this.linear(ctx, blk.crossK, { outDtype }), blk.crossNormK, { eps: cfg.eps, outDtype }).reshape([B, T, N, D]);
+    const cv = this.linear(ctx, blk.crossV, { outDtype }).reshape([B, T, N, D]);
     const ca = ops.flashAttention(e, cq, ck, cv).reshape([B, S, C]);
     if (trace) {
       await trace('block0.cross_attn_raw', ca);
-      const co = this.linear(ca, blk.crossO);
+      const co = this.linear(ca, blk.crossO, { outDtype: 'f32' });
       await trace('block0.cross_attn_out', co);
       x = ops.binary(e, 'add', x, co);
     } else {
       x = this.linear(ca, blk.crossO, { residual: { x } });
     }
     // feed-forward on the modulated norm2
-    const f = ops.layerNormModulate(e, x, chunk(3), chunk(4), { eps: cfg.eps });
+    const f = ops.layerNormModulate(e, x, chunk(3), chunk(4), { eps: cfg.eps, outDtype });
     if (trace) await trace('block0.ffn_in', f);
-    const ff = this.linear(this.linear(f, blk.ffn0, { activation: 'gelu_tanh' }), blk.ffn2);
+    const ff = this.linear(this.linear(f, blk.ffn0, { activation: 'gelu_tanh', outDtype }), blk.ffn2, { outDtype: 'f32' });
     if (trace) await trace('block0.ffn_out', ff);
     return ops.gatedResidual(e, x, ff, chunk(5));
   }

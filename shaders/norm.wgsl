@@ -11,7 +11,8 @@
 //   SUM          `subgroupAdd(h)` (only when WG <= the adapter's minimum subgroup size: one subgroup
 //                per row, no barriers) | `workgroup_sum(h, lid)` (portable: shared-memory tree)
 //   STATS        stats_layer | stats_rms | stats_l2
-//   T, W, HSUM, FIRST   f32, 1, hsum1, X[base] | vec4<f32>, 4, hsum4, X[base].x (vec4 when C % 4 == 0)
+//   T, W, HSUM, FIRST   f32, 1, hsum1, ld(base) | vec4<f32>, 4, hsum4, ld(base).x (vec4 when C % 4 == 0)
+//   XS, YS       storage element types of X and Y: T, or its f16 counterpart (math stays f32)
 //   AFFINE       affine_none | affine_w (* U) | affine_wb (* U + V) | affine_mod (* (1 + U) + V)
 //                U, V are read from the vector row r selects (weights: one vector, div = 2^32-1;
 //                modulation: per batch element or per token as in binary_mod.wgsl), computed per row
@@ -26,8 +27,8 @@ struct Params {
   v_base: u32, v_div: u32, v_stride: u32, v_off: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> X: array<{{T}}>;
-@group(0) @binding(2) var<storage, read_write> Y: array<{{T}}>;
+@group(0) @binding(1) var<storage, read> X: array<{{XS}}>;
+@group(0) @binding(2) var<storage, read_write> Y: array<{{YS}}>;
 @group(0) @binding(3) var<storage, read> U: array<{{T}}>;
 @group(0) @binding(4) var<storage, read> V: array<{{T}}>;
 
@@ -46,6 +47,8 @@ fn workgroup_sum(v: f32, lid: u32) -> f32 {
   return total;
 }
 
+fn ld(i: u32) -> {{T}} { return {{T}}(X[i]); }
+
 fn hsum1(v: f32) -> f32 { return v; }
 fn hsum4(v: vec4<f32>) -> f32 { return (v.x + v.y) + (v.z + v.w); }
 
@@ -58,11 +61,11 @@ fn row_sum(v: {{T}}, lid: u32) -> f32 {
 fn stats_layer(base: u32, n: u32, lid: u32) -> vec3<f32> {
   let k = {{FIRST}};
   var s = {{T}}(0.0);
-  for (var j = lid; j < n; j += WG) { s += X[base + j] - k; }
+  for (var j = lid; j < n; j += WG) { s += ld(base + j) - k; }
   let m = row_sum(s, lid) / f32(P.C);
   var q = {{T}}(0.0);
   for (var j = lid; j < n; j += WG) {
-    let d = (X[base + j] - k) - m;
+    let d = (ld(base + j) - k) - m;
     q += d * d;
   }
   return vec3<f32>(k, m, inverseSqrt(row_sum(q, lid) / f32(P.C) + P.eps));
@@ -71,7 +74,7 @@ fn stats_layer(base: u32, n: u32, lid: u32) -> vec3<f32> {
 fn stats_rms(base: u32, n: u32, lid: u32) -> vec3<f32> {
   var q = {{T}}(0.0);
   for (var j = lid; j < n; j += WG) {
-    let x = X[base + j];
+    let x = ld(base + j);
     q += x * x;
   }
   return vec3<f32>(0.0, 0.0, inverseSqrt(row_sum(q, lid) / f32(P.C) + P.eps));
@@ -81,7 +84,7 @@ fn stats_rms(base: u32, n: u32, lid: u32) -> vec3<f32> {
 fn stats_l2(base: u32, n: u32, lid: u32) -> vec3<f32> {
   var q = {{T}}(0.0);
   for (var j = lid; j < n; j += WG) {
-    let x = X[base + j];
+    let x = ld(base + j);
     q += x * x;
   }
   return vec3<f32>(0.0, 0.0, sqrt(f32(P.C)) / max(sqrt(row_sum(q, lid)), 1e-12));
@@ -107,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let ub = u_start(P.row0 + r);
   let vb = v_start(P.row0 + r);
   for (var j = lid; j < n; j += WG) {
-    let v = ((X[base + j] - st.x) - st.y) * st.z;
-    Y[base + j] = {{AFFINE}}(v, ub + j, vb + j);
+    let v = ((ld(base + j) - st.x) - st.y) * st.z;
+    Y[base + j] = {{YS}}({{AFFINE}}(v, ub + j, vb + j));
   }
 }

@@ -3,6 +3,7 @@
 // is rotated by TAB[pos, j] = (cos, sin), pos = the token's frame f for j < c0, its row h for
 // j < c0 + c1, its column w otherwise (token s = (f*H + h)*W + w). Tokens s >= F*H*W are copied.
 // One thread per (row, pair j), looping over the N heads (one table lookup per thread).
+// XS / YS: the storage scalar of X and Y (f32 or f16); the rotation is computed in f32.
 //!include index
 
 struct Params {
@@ -18,8 +19,8 @@ struct Params {
   c01: u32,   // c0 + c1
 }
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> X: array<vec2<f32>>;
-@group(0) @binding(2) var<storage, read_write> Y: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read> X: array<vec2<{{XS}}>>;
+@group(0) @binding(2) var<storage, read_write> Y: array<vec2<{{YS}}>>;
 @group(0) @binding(3) var<storage, read> TAB: array<vec2<f32>>;
 
 @compute @workgroup_size(64)
@@ -32,7 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let base = (P.off + lr) * P.N * P.c + j;
   let s = P.tok0 + lr;
   if (s >= P.seq) {
-    for (var h = 0u; h < P.N; h++) { Y[base + h * P.c] = X[base + h * P.c]; }
+    for (var h = 0u; h < P.N; h++) { Y[base + h * P.c] = vec2<{{YS}}>(X[base + h * P.c]); }
     return;
   }
   let f = s / P.HW;
@@ -42,7 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let pos = select(select(col, row, j < P.c01), f, j < P.c0);
   let cs = TAB[pos * P.c + j];
   for (var h = 0u; h < P.N; h++) {
-    let v = X[base + h * P.c];
-    Y[base + h * P.c] = vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
+    let v = vec2<f32>(X[base + h * P.c]);
+    Y[base + h * P.c] = vec2<{{YS}}>(vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x));
   }
 }

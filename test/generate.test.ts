@@ -41,6 +41,7 @@ describe('wan generate: bad input', () => {
     [['--ckpt_dir', t2vCkpt, '--image', 'a.png'], /takes no --image/],
     [['--task', 'i2v-A14B', '--ckpt_dir', t2vCkpt], /needs --image/],
     [['--ckpt_dir', t2vCkpt, '--save_file', 'out.avi'], /write \.mp4, \.webp, \.gif, or a folder/],
+    [['--ckpt_dir', t2vCkpt, '--activations', 'bf16'], /--activations must be f32 or f16, got "bf16"/],
     [['--ckpt_dir', join(tmp, 'nowhere')], /is not a folder/],
   ])('%j', async (args, message) => {
     const r = await wanRun(['generate', ...args]);
@@ -103,5 +104,20 @@ describe('wan generate: end to end on a fixture checkpoint', () => {
     expect([anim.info.pages, anim.info.pageHeight, anim.info.width]).toEqual([9, 32, 64]);
     expect(Buffer.compare(anim.data, Buffer.from(frames.rgb))).toBe(0);
     expect(readdirSync(tmp).filter((f) => f.includes('.partial'))).toEqual([]);
+    // f16 activations: the same video within f16 rounding (a few levels at most, most pixels equal).
+    const png16 = join(tmp, 'frames16/');
+    const r4 = await wanRun([...args, '--activations', 'f16', '--save_file', png16]);
+    expect(r4.code).toBe(0);
+    const f16 = await readPngFrames(png16);
+    let sum = 0;
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) {
+      const d = Math.abs(f16.rgb[i] - want[i]);
+      sum += d;
+      worst = Math.max(worst, d);
+    }
+    console.log(`f16 activations: frames mean |diff| ${(sum / want.length).toFixed(3)} levels, max ${worst}`);
+    expect(worst).toBeLessThanOrEqual(4);
+    expect(sum / want.length).toBeLessThan(0.25);
   });
 });

@@ -206,6 +206,51 @@ describe.each(engines)('row norms (%s)', (_name, make, tiny) => {
     }
   });
 
+  it('f16 activations: f16 or f32 in, f16 or f32 out, statistics in f32 (layerNorm, rmsNorm, layerNormModulate)', async () => {
+    if (!e.gpu.hasF16) return;
+    const [B, L, C] = tiny ? [2, 40, 64] : [2, 29, 3072]; // tiny: segment boundaries at whole 256-byte row pairs
+    const R = B * L;
+    const xs = rowsWithTraps(R, C, 51).map((v, i) => (i < C ? v * 30 : v)); // row 0 beyond f16's 11-bit mantissa
+    const xh = Float32Array.from(await e.upload(xs, [R, C], 'f16').toArray()); // xs rounded to f16
+    const w = randn(C, 52, 0.5).map((v) => v + 1);
+    const sh = randn(B * C, 53, 0.5);
+    const sc = randn(B * C, 54, 0.5);
+    const shift = upRows(e, sh, [B, 1, C], 'shift');
+    const scale = upRows(e, sc, [B, 1, C], 'scale');
+    const wt = e.upload(w, [C]);
+    const modRef = (x: Float32Array) => {
+      const n = layerNormRef(x, C, 1e-6);
+      return n.map((v, i) => {
+        const b = Math.floor(Math.floor(i / C) / L);
+        return v * (1 + sc[b * C + (i % C)]) + sh[b * C + (i % C)];
+      });
+    };
+    // f16 storage rounds to 11 significant bits: rel L2 about 2^-11 / sqrt(3) = 2.8e-4 per rounding.
+    for (const xDtype of ['f32', 'f16'] as const) {
+      const x = xDtype === 'f16' ? e.upload(xs, [B, L, C], 'f16') : upRows(e, xs, [B, L, C]);
+      const xin = xDtype === 'f16' ? xh : xs;
+      for (const outDtype of ['f32', 'f16'] as const) {
+        const tol = outDtype === 'f16' ? 6e-4 : 1e-5;
+        const cases: [string, Tensor, Float64Array][] = [
+          ['layerNorm', layerNorm(e, x, { weight: wt, outDtype }), layerNormRef(xin, C, 1e-6, w)],
+          ['rmsNorm', rmsNorm(e, x, wt, { outDtype }), rmsNormRef(xin, C, 1e-6, w)],
+          ['layerNormModulate', layerNormModulate(e, x, shift, scale, { outDtype }), modRef(xin)],
+        ];
+        for (const [name, y, ref] of cases) {
+          const label = `${name} ${xDtype} -> ${outDtype}`;
+          expect(y.dtype, label).toBe(outDtype);
+          const got = await y.toArray();
+          expect(worstRow(got, ref, C), label).toBeLessThan(tol);
+          // An f16 input is read as f16: the reference on the unrounded input differs by far more than f32 error.
+          if (xDtype === 'f16' && outDtype === 'f32' && name === 'rmsNorm') expect(worstRow(got, rmsNormRef(xs, C, 1e-6, w), C), label).toBeGreaterThan(1e-5);
+          y.dispose();
+        }
+      }
+      x.dispose();
+    }
+    for (const t of [shift, scale, wt]) t.dispose();
+  });
+
   it('rejects mismatched shapes clearly', () => {
     const x = e.upload(new Float32Array(2 * 96), [2, 96]);
     expect(() => layerNorm(e, x, { weight: e.upload(new Float32Array(95), [95]) })).toThrow(/layerNorm: .* must hold 96 values/);

@@ -140,6 +140,30 @@ describe.each(engines)('ropeApply (%s)', (_name, make, tiny) => {
     });
   }
 
+  it('f16 activations: f16 or f32 in, f16 or f32 out, rotation in f32', async () => {
+    if (!e.gpu.hasF16) return;
+    const [shape, grids] = cases[0];
+    const [B, L, N, D] = shape;
+    const xd = randn(B * L * N * D, 91, 1.5);
+    const xh = e.upload(xd, shape, 'f16');
+    const xhHost = Float32Array.from(await xh.toArray()); // xd rounded to f16
+    const xf = upTokens(e, xd, shape);
+    for (const [x, xin] of [[xh, xhHost], [xf, xd]] as const) {
+      for (const outDtype of ['f16', 'f32'] as const) {
+        const label = `${x.dtype} -> ${outDtype}`;
+        const y = ropeApply(e, x, grids, undefined, { outDtype });
+        expect(y.dtype, label).toBe(outDtype);
+        const got = await y.toArray();
+        // One f16 rounding: rel L2 about 2.8e-4; f32 throughout: 1e-6.
+        expect(relL2(got, ropeRef(xin, B, L, N, D, grids)), label).toBeLessThan(outDtype === 'f16' ? 6e-4 : 1e-6);
+        if (x === xh) expect(relL2(got, ropeRef(xd, B, L, N, D, grids)), `${label} reads f16`).toBeGreaterThan(1e-5);
+        y.dispose();
+      }
+    }
+    xh.dispose();
+    xf.dispose();
+  });
+
   it('rejects grids larger than L and tables too short', () => {
     const x = upTokens(e, new Float32Array(2 * 6 * 16), [2, 6, 1, 16]);
     expect(() => ropeApply(e, x, [[1, 2, 3], [1, 2, 4]])).toThrow(/8 tokens, more than L = 6/);

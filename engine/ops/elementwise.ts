@@ -89,11 +89,14 @@ export function emptyLike(e: Engine, like: Tensor, shape: readonly number[], dty
  * Validates a caller-provided output tensor, or allocates one (laid out like `like` when given,
  * else segmented on the largest trailing block that fits a buffer).
  */
-export function outputFor(e: Engine, op: string, shape: readonly number[], out: Tensor | undefined, like?: Tensor): Tensor {
-  if (!out) return like && like.numel === numelOf(shape) ? emptyLike(e, like, shape, 'f32', op) : emptyOutput(e, shape, 'f32', op);
+export function outputFor(e: Engine, op: string, shape: readonly number[], out: Tensor | undefined, like?: Tensor, dtype: DType = 'f32'): Tensor {
+  if (!out) {
+    const sameLayout = like && like.numel === numelOf(shape) && dtypeBytes(like.dtype) === dtypeBytes(dtype);
+    return sameLayout ? emptyLike(e, like, shape, dtype, op) : emptyOutput(e, shape, dtype, op);
+  }
   out.assertAlive(op);
-  if (out.dtype !== 'f32' || out.shape.length !== shape.length || out.shape.some((d, i) => d !== shape[i])) {
-    throw new Error(`${op}: out "${out.label}" is ${out.dtype} [${out.shape}], expected f32 [${shape}]`);
+  if (out.dtype !== dtype || out.shape.length !== shape.length || out.shape.some((d, i) => d !== shape[i])) {
+    throw new Error(`${op}: out "${out.label}" is ${out.dtype} [${out.shape}], expected ${dtype} [${shape}]`);
   }
   return out;
 }

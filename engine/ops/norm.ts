@@ -17,8 +17,10 @@ export type RowReduction = 'subgroup' | 'workgroup';
 
 export interface RowNormOptions {
   eps?: number;
-  /** Write into this tensor (x's shape, f32; must not alias x). */
+  /** Write into this tensor (x's shape and outDtype; must not alias x). */
   out?: Tensor;
+  /** Output dtype (default f32). x may be f32 or f16; statistics are always accumulated in f32. 'f16' needs shader-f16. */
+  outDtype?: 'f32' | 'f16';
   reduction?: RowReduction;
 }
 
@@ -44,12 +46,14 @@ function channelVector(op: string, t: Tensor, C: number) {
 }
 
 function rowNorm(e: Engine, op: string, stats: Stats, affine: Affine, x: Tensor, u: Tensor | Modulation | null, v: Tensor | Modulation | null, opts: RowNormOptions): Tensor {
-  requireDtype(op, x, ['f32']);
+  requireDtype(op, x, ['f32', 'f16']);
+  const yDtype = opts.outDtype ?? 'f32';
+  if ((x.dtype === 'f16' || yDtype === 'f16') && !e.gpu.hasF16) throw new Error(`${op}: f16 activations need the shader-f16 feature, which this adapter lacks`);
   const C = x.shape[x.shape.length - 1];
   if (!C) throw new Error(`${op}: x [${x.shape}] has an empty last dimension`);
   const rows = x.numel / C;
   if (opts.out && opts.out.storage === x.storage) throw new Error(`${op}: out must not alias x`);
-  const y = outputFor(e, op, x.shape, opts.out, x);
+  const y = outputFor(e, op, x.shape, opts.out, x, yDtype);
   if (rows === 0) return y;
   const W = C % 4 === 0 ? 4 : 1;
   const windowed: WindowOperand[] = [
@@ -67,9 +71,11 @@ function rowNorm(e: Engine, op: string, stats: Stats, affine: Affine, x: Tensor,
     STATS: stats,
     AFFINE: affine,
     T: W === 4 ? 'vec4<f32>' : 'f32',
+    XS: W === 4 ? `vec4<${x.dtype}>` : x.dtype,
+    YS: W === 4 ? `vec4<${yDtype}>` : yDtype,
     W,
     HSUM: W === 4 ? 'hsum4' : 'hsum1',
-    FIRST: W === 4 ? 'X[base].x' : 'X[base]',
+    FIRST: W === 4 ? 'ld(base).x' : 'ld(base)',
   });
   const eps = opts.eps ?? 1e-6;
   const widen = (b: Binding) => (W === 4 ? vec4Binding(b) : b);

@@ -48,16 +48,20 @@ export type GridSize = readonly [number, number, number];
 
 export interface RopeOptions {
   out?: Tensor;
+  /** Output dtype (default f32); x may be f32 or f16, the rotation is computed in f32. 'f16' needs shader-f16. */
+  outDtype?: 'f32' | 'f16';
 }
 
 /**
- * rope_apply(x, grid_sizes, freqs). x [B, L, N, D] f32; gridSizes one (F, H, W) per sample with
+ * rope_apply(x, grid_sizes, freqs). x [B, L, N, D] f32 or f16; gridSizes one (F, H, W) per sample with
  * F*H*W <= L (later rows are copied unrotated). freqs: a device table from ropeTable, a host table
  * [rows, D/2, (re, im)] (e.g. the official freqs), or omitted (built for the positions needed).
  */
 export function ropeApply(e: Engine, x: Tensor, gridSizes: readonly GridSize[], freqs?: Tensor | ArrayLike<number>, opts: RopeOptions = {}): Tensor {
   const op = 'ropeApply';
-  requireDtype(op, x, ['f32']);
+  requireDtype(op, x, ['f32', 'f16']);
+  const yDtype = opts.outDtype ?? 'f32';
+  if ((x.dtype === 'f16' || yDtype === 'f16') && !e.gpu.hasF16) throw new Error(`${op}: f16 activations need the shader-f16 feature, which this adapter lacks`);
   if (x.shape.length !== 4) throw new Error(`${op}: x [${x.shape}] must be [B, L, N, D]`);
   const [B, L, N, D] = x.shape;
   const c = D / 2;
@@ -70,7 +74,7 @@ export function ropeApply(e: Engine, x: Tensor, gridSizes: readonly GridSize[], 
     maxPos = Math.max(maxPos, ...g);
   }
   if (opts.out && opts.out.storage === x.storage) throw new Error(`${op}: out must not alias x`);
-  const y = outputFor(e, op, x.shape, opts.out, x);
+  const y = outputFor(e, op, x.shape, opts.out, x, yDtype);
   if (x.numel === 0) return y;
 
   let table: Tensor;
@@ -95,7 +99,7 @@ export function ropeApply(e: Engine, x: Tensor, gridSizes: readonly GridSize[], 
       throw new Error(`${op}: freqs [${table.shape}] has ${tableRows} rows of ${c} pairs; positions up to ${maxPos - 1} need ${maxPos}`);
     }
     const tab = wholeBinding(e.gpu, table, op);
-    const pipeline = e.pipeline('rope');
+    const pipeline = e.pipeline('rope', { XS: x.dtype, YS: yDtype });
     for (const w of planWindows(e.gpu, op, B * L, [{ tensor: x, rowElems: N * D }, { tensor: y, rowElems: N * D }])) {
       // A window may span samples: one dispatch per (window, sample) overlap.
       for (let b = Math.floor(w.row0 / L); b * L < w.row0 + w.rows; b++) {

@@ -7,7 +7,7 @@ import type { Engine, DType } from '../../engine/index.ts';
 import type { RgbImage } from '../../loaders/image.ts';
 import { locateCheckpoint, type CheckpointFiles, type DitFiles } from '../../loaders/checkpoint.ts';
 import { openTensorSource } from '../../loaders/open.ts';
-import { WanDiT } from '../dit.ts';
+import { WanDiT, type ActivationDType } from '../dit.ts';
 import { preprocessI2vA14b, preprocessTi2v5b } from '../image/preprocess.ts';
 import { TorchCpuGenerator } from '../rng.ts';
 import { createScheduler, type SolverName } from '../schedulers/index.ts';
@@ -38,6 +38,8 @@ export interface GenerateOptions {
   guideScale: [number, number];
   /** Storage dtype of the weights on the device. */
   dtype?: DType;
+  /** The DiT's activation dtype (default f32; 'f16' needs shader-f16: half the activation memory). */
+  activations?: ActivationDType;
   /** Decode the video in overlapping spatial tiles (WanVAE decode `tile`: less device memory, seams blended). */
   vaeTile?: boolean;
   /**
@@ -76,10 +78,10 @@ function aborted(signal?: AbortSignal): void {
   }
 }
 
-async function loadDit(e: Engine, files: DitFiles, dtype: DType | undefined, onTensor?: (n: string, d: number, t: number) => void): Promise<WanDiT> {
+async function loadDit(e: Engine, files: DitFiles, dtype: DType | undefined, activations: ActivationDType | undefined, onTensor?: (n: string, d: number, t: number) => void): Promise<WanDiT> {
   const src = await openTensorSource(files.weights);
   try {
-    return await WanDiT.load(e, src, files.config, { dtype, onTensor });
+    return await WanDiT.load(e, src, files.config, { dtype, activations, onTensor });
   } finally {
     await src.close();
   }
@@ -148,10 +150,10 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
   try {
     const progress = (what: string) => (n: string, d: number, total: number) => o.onProgress?.('load', d, total, `${what}: ${n}`);
     if (t.experts) {
-      dits.high = await loadDit(e, files.high!, o.dtype, progress('high-noise expert'));
-      if (!o.offloadModel) dits.low = await loadDit(e, files.low!, o.dtype, progress('low-noise expert'));
+      dits.high = await loadDit(e, files.high!, o.dtype, o.activations, progress('high-noise expert'));
+      if (!o.offloadModel) dits.low = await loadDit(e, files.low!, o.dtype, o.activations, progress('low-noise expert'));
     } else {
-      dits.dense = await loadDit(e, files.dit!, o.dtype, progress('model'));
+      dits.dense = await loadDit(e, files.dit!, o.dtype, o.activations, progress('model'));
     }
     clock('load', t0);
     const textLen = (dits.high ?? dits.dense)!.config.textLen;
@@ -225,7 +227,7 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
           dits[other]?.dispose();
           dits[other] = undefined;
           e.pool.trim();
-          dits[high ? 'high' : 'low'] = await loadDit(e, high ? files.high! : files.low!, o.dtype, progress(high ? 'high-noise expert' : 'low-noise expert'));
+          dits[high ? 'high' : 'low'] = await loadDit(e, high ? files.high! : files.low!, o.dtype, o.activations, progress(high ? 'high-noise expert' : 'low-noise expert'));
           clock('load', tl);
           t0 += performance.now() - tl; // keep the load out of the denoise time
           aborted(o.signal);
