@@ -22,3 +22,12 @@ export interface TensorSource {
   describeMissing?(name: string): string;
   close(): Promise<void>;
 }
+
+/** Every named tensor exists with its shape (what a streamed load checks up front). */
+export function checkTensors(src: TensorSource, list: [string, number[] | null][]): void {
+  for (const [name, shape] of list) {
+    if (!src.has(name)) throw new Error(`${src.path}: missing tensor ${src.describeMissing?.(name) ?? `"${name}"`}`);
+    const got = src.info(name).shape;
+    if (shape && (got.length !== shape.length || got.some((d, i) => d !== shape[i]))) throw new Error(`${src.path}: tensor "${name}" has shape [${got}], expected [${shape}]`);
+  }
+}

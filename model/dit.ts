@@ -4,7 +4,7 @@
 // and reads back the head output. Classifier-free guidance runs as a batch: the same latent with B
 // contexts (cond, uncond) in one pass, sharing the weights.
 import { Engine, Tensor, ops, type DType } from '../engine/index.ts';
-import type { TensorSource } from '../loaders/source.ts';
+import { checkTensors, type TensorSource } from '../loaders/source.ts';
 import { uploadTensor, type UploadStats } from '../loaders/upload.ts';
 import { inferDitConfig, type DitConfig } from './dit-config.ts';
 
@@ -287,6 +287,8 @@ export class WanDiT {
       const time2 = await lin('time_embedding.2');
       const proj = await lin('time_projection.1');
       if (opts.stream) {
+        // Fail at load, not in the middle of the first forward.
+        for (let i = 0; i < cfg.numLayers; i++) checkTensors(src, ditBlockTensorNames(i, cfg).map((n) => [n, null]));
         blocks = new StreamedBlocks(e, src, cfg, dtype, stats);
       } else {
         // (on a failure below, the catch frees the blocks loaded so far)
@@ -403,10 +405,11 @@ export class WanDiT {
       const grids = Array.from({ length: B }, () => grid);
       for (let i = 0; i < this.blocks.count; i++) {
         const blk = await this.blocks.acquire(i);
-        const next = e.scope(() => this.block(blk, x, e0b, ctx, grids, rope, L, i === 0 ? trace : undefined));
-        x = await next;
+        const prev = x;
+        x = await e.scope(() => this.block(blk, prev, e0b, ctx, grids, rope, L, i === 0 ? trace : undefined));
         this.blocks.release(i);
         if (trace) await trace(`block.${i}`, x);
+        prev.dispose(); // only the next block reads the stream (a view of tokensReal shares its storage)
       }
       // --- head: norm, modulation by (head.modulation + e), linear
       const hm = ops.binary(e, 'add', this.headMod, eb.reshape([eb.shape[0], 1, C])); // [G', 2, C]
@@ -420,22 +423,36 @@ export class WanDiT {
     return Array.from({ length: B }, (_, b) => this.unpatchify(data.subarray(b * S * head.shape[2], (b * S + L) * head.shape[2]), grid));
   }
 
-  private async block(blk: Block, x: Tensor, e0: Tensor, ctx: Tensor, grids: GridSize[], rope: Tensor, L: number, trace?: DitTrace): Promise<Tensor> {
+  /**
+   * One block. Intermediates are freed as soon as their last reader is recorded (the pool reuses a
+   * freed buffer only for work queued after it), so the block's peak is its FFN, not the sum of
+   * everything it makes: see blockPeakBytes in model/pipelines/memory-plan.ts, which replays this order.
+   * x (the input) stays the caller's.
+   */
+  private async block(blk: Block, xIn: Tensor, e0: Tensor, ctx: Tensor, grids: GridSize[], rope: Tensor, L: number, trace?: DitTrace): Promise<Tensor> {
     const e = this.e;
     const cfg = this.config;
-    const [B, S, C] = x.shape;
+    const [B, S, C] = xIn.shape;
     const N = cfg.numHeads;
     const D = C / N;
+    const free = (...ts: Tensor[]) => ts.forEach((t) => t.dispose());
     // The dtype of what the linears/norms/attention read (f32, or f16 in the f16 activation mode);
     // the residual stream x and every tensor added to it stay f32.
     const outDtype = this.activations;
     const mod = ops.binary(e, 'add', blk.modulation, e0); // [G, 6, C]
     const chunk = (k: number) => ({ tensor: mod, chunk: k });
     // self-attention on the modulated norm1
-    const h = ops.layerNormModulate(e, x, chunk(0), chunk(1), { eps: cfg.eps, outDtype });
+    const h = ops.layerNormModulate(e, xIn, chunk(0), chunk(1), { eps: cfg.eps, outDtype });
     if (trace) await trace('block0.self_attn_in', h);
-    const qk = (w: Linear, norm: Tensor) =>
-      ops.ropeApply(e, ops.rmsNorm(e, this.linear(h, w, { outDtype }), norm, { eps: cfg.eps, outDtype }).reshape([B, S, N, D]), grids, rope, { outDtype });
+    const qk = (w: Linear, norm: Tensor) => {
+      const lin = this.linear(h, w, { outDtype });
+      const normed = ops.rmsNorm(e, lin, norm, { eps: cfg.eps, outDtype });
+      free(lin);
+      const heads = normed.reshape([B, S, N, D]);
+      const out = ops.ropeApply(e, heads, grids, rope, { outDtype });
+      free(normed, heads);
+      return out;
+    };
     const q = qk(blk.selfQ, blk.selfNormQ);
     const k = qk(blk.selfK, blk.selfNormK);
     const v = this.linear(h, blk.selfV, { outDtype }).reshape([B, S, N, D]);
@@ -443,33 +460,51 @@ export class WanDiT {
       await trace('block0.q_rope', q);
       await trace('block0.k_rope', k);
     }
+    free(h);
     const a = ops.flashAttention(e, q, k, v, { kLens: Array(B).fill(L) }).reshape([B, S, C]);
+    free(q, k, v);
     if (trace) await trace('block0.self_attn_raw', a);
     const y = this.linear(a, blk.selfO, { outDtype: 'f32' });
+    free(a);
     if (trace) await trace('block0.self_attn_out', y);
-    x = ops.gatedResidual(e, x, y, chunk(2));
+    const x1 = ops.gatedResidual(e, xIn, y, chunk(2));
+    free(y);
     // cross-attention (no mask: the padded context rows are attended to, as in the official model)
-    const n3 = blk.norm3W ? ops.layerNorm(e, x, { weight: blk.norm3W, bias: blk.norm3B ?? undefined, eps: cfg.eps, outDtype }) : x;
+    const n3 = blk.norm3W ? ops.layerNorm(e, x1, { weight: blk.norm3W, bias: blk.norm3B ?? undefined, eps: cfg.eps, outDtype }) : x1;
     if (trace) await trace('block0.norm3_out', n3);
     const T = ctx.shape[1];
-    const cq = ops.rmsNorm(e, this.linear(n3, blk.crossQ, { outDtype }), blk.crossNormQ, { eps: cfg.eps, outDtype }).reshape([B, S, N, D]);
-    const ck = ops.rmsNorm(e, this.linear(ctx, blk.crossK, { outDtype }), blk.crossNormK, { eps: cfg.eps, outDtype }).reshape([B, T, N, D]);
+    const normedHeads = (lin: Tensor, norm: Tensor, rows: number) => {
+      const normed = ops.rmsNorm(e, lin, norm, { eps: cfg.eps, outDtype });
+      free(lin);
+      return normed.reshape([B, rows, N, D]);
+    };
+    const cq = normedHeads(this.linear(n3, blk.crossQ, { outDtype }), blk.crossNormQ, S);
+    if (n3 !== x1) free(n3);
+    const ck = normedHeads(this.linear(ctx, blk.crossK, { outDtype }), blk.crossNormK, T);
     const cv = this.linear(ctx, blk.crossV, { outDtype }).reshape([B, T, N, D]);
     const ca = ops.flashAttention(e, cq, ck, cv).reshape([B, S, C]);
+    free(cq, ck, cv);
+    let x2: Tensor;
     if (trace) {
       await trace('block0.cross_attn_raw', ca);
       const co = this.linear(ca, blk.crossO, { outDtype: 'f32' });
       await trace('block0.cross_attn_out', co);
-      x = ops.binary(e, 'add', x, co);
+      x2 = ops.binary(e, 'add', x1, co);
     } else {
-      x = this.linear(ca, blk.crossO, { residual: { x } });
+      x2 = this.linear(ca, blk.crossO, { residual: { x: x1 } });
     }
+    free(ca, x1);
     // feed-forward on the modulated norm2
-    const f = ops.layerNormModulate(e, x, chunk(3), chunk(4), { eps: cfg.eps, outDtype });
+    const f = ops.layerNormModulate(e, x2, chunk(3), chunk(4), { eps: cfg.eps, outDtype });
     if (trace) await trace('block0.ffn_in', f);
-    const ff = this.linear(this.linear(f, blk.ffn0, { activation: 'gelu_tanh', outDtype }), blk.ffn2, { outDtype: 'f32' });
+    const hidden = this.linear(f, blk.ffn0, { activation: 'gelu_tanh', outDtype });
+    free(f);
+    const ff = this.linear(hidden, blk.ffn2, { outDtype: 'f32' });
+    free(hidden);
     if (trace) await trace('block0.ffn_out', ff);
-    return ops.gatedResidual(e, x, ff, chunk(5));
+    const out = ops.gatedResidual(e, x2, ff, chunk(5));
+    free(ff, x2, mod);
+    return out;
   }
 
   /** [G, ...] -> [B*G, ...] by copying (per-token modulation shared by the CFG batch). */

@@ -449,6 +449,34 @@ describe('umT5 encoder', () => {
     await src.close();
   });
 
+  it('streams its blocks (stream: true): the same contexts bit for bit, nothing left on the device, missing tensors found at load', async () => {
+    const fx = await loadFixture(fixtureDir);
+    const [B, L] = fx.input('ids').shape;
+    const ids = fx.input('ids').int();
+    const mask = fx.input('mask').int();
+    const file = join(fixtureDir, 'models_t5_umt5-xxl-enc-bf16.safetensors');
+    let want: Float32Array[] = [];
+    await withEncoder(e, await openTensorSource(file), async (enc) => {
+      want = await enc.encode(ids, mask, B, L);
+    });
+    const src = await openTensorSource(file);
+    const before = e.liveTensors;
+    const enc = await UmT5Encoder.load(e, src, { stream: true });
+    expect(enc.streamed).toBe(true);
+    expect(e.liveTensors - before).toBe(1); // the final norm only
+    for (let pass = 0; pass < 2; pass++) {
+      const got = await enc.encode(ids, mask, B, L);
+      for (let b = 0; b < B; b++) expect(Buffer.from(got[b].buffer).equals(Buffer.from(want[b].buffer))).toBe(true);
+      expect(e.liveTensors - before).toBe(1);
+    }
+    enc.dispose();
+    await src.close();
+    const hidden = new WrappedSource(await openTensorSource(file), { hide: 'blocks.1.ffn.fc2.weight' });
+    await expect(UmT5Encoder.load(e, hidden, { stream: true })).rejects.toThrow(/missing tensor "blocks\.1\.ffn\.fc2\.weight"/);
+    await hidden.close();
+    expect(e.liveTensors).toBe(before);
+  });
+
   it('rejects inputs it cannot encode', async () => {
     await withEncoder(e, await openTensorSource(join(fixtureDir, 'models_t5_umt5-xxl-enc-bf16.safetensors')), async (enc) => {
       await expect(enc.encode(new Int32Array(8), Int32Array.of(1, 0, 1, 0), 1, 4)).rejects.toThrow(/batch x textLen = 1x4/);
