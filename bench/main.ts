@@ -44,6 +44,7 @@ dit       one DiT block at the TI2V-5B width: time, GFLOP/s, share per kernel, P
 vae       VAE decode time per frame and peak device memory at a few sizes, PyTorch beside it
 pipeline  the tiny t2v pipeline end to end per stage, beside the official PyTorch code
 scale     synthetic full-size checkpoints: load time, peak memory per mode, DiT forward vs tokens
+make-checkpoint  write a synthetic full-size checkpoint (official names, shapes, dtypes, layout)
 (each of these takes --help)
 env: WAN_BENCH_BUSY_POLL=1 (no polling shim), WAN_BENCH_PYTHON (python with torch, default
      /usr/bin/python3), WAN_BENCH_VERBOSE=1 (show the peers' own output)
@@ -212,7 +213,8 @@ async function main(argv: string[]): Promise<number> {
     case 'dit':
     case 'vae':
     case 'pipeline':
-    case 'scale': {
+    case 'scale':
+    case 'make-checkpoint': {
       // Each model-level benchmark lives in its own module (bench/<name>.ts) and is loaded on demand.
       const mod = (await import(`./${cmd}.ts`)) as { command: (argv: string[]) => Promise<number> };
       return mod.command(rest);

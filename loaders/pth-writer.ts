@@ -32,7 +32,7 @@ export interface PthWriteOptions {
 }
 
 /** torch 1.13 storage class per dtype (torch has no unsigned storages wider than a byte). */
-const STORAGE_CLASS: Partial<Record<StDType, string>> = {
+export const STORAGE_CLASS: Partial<Record<StDType, string>> = {
   F64: 'DoubleStorage',
   F32: 'FloatStorage',
   F16: 'HalfStorage',
@@ -152,8 +152,8 @@ function contiguousStrides(shape: readonly number[]): number[] {
   return s;
 }
 
-/** data.pkl of a state dict whose i-th tensor lives in storage key `${i}`. */
-function statePickle(tensors: readonly [string, PthTensorData][]): Uint8Array {
+/** data.pkl of a state dict whose i-th tensor lives in storage key `${i}` (only dtypes and shapes are read). */
+export function statePickle(tensors: readonly [string, Pick<PthTensorData, 'dtype' | 'shape'>][]): Uint8Array {
   const p = new PickleBuilder();
   p.proto();
   p.global('collections', 'OrderedDict');
@@ -203,6 +203,12 @@ const PAD_EXTRA_ID = 0x4246;
 const DOS_DATE_1980_01_01 = (0 << 9) | (1 << 5) | 1;
 const FLAG_UTF8 = 0x0800;
 
+/** Bytes of the padding extra field that puts data ending a local header at `headerEnd` on a 64-byte boundary. */
+export function alignmentPad(headerEnd: number): number {
+  const pad = (ALIGN - (headerEnd % ALIGN)) % ALIGN;
+  return pad > 0 && pad < 4 ? pad + ALIGN : pad; // an extra field needs its 4-byte id + length
+}
+
 interface ZipItem {
   name: Uint8Array;
   data: Uint8Array;
@@ -251,8 +257,7 @@ export function serializePth(tensors: Record<string, PthTensorData> | readonly [
   for (const [rel, data] of records) {
     const name = enc.encode(`${folder}/${rel}`);
     const headerEnd = pos + LOCAL_HEADER + name.byteLength;
-    let pad = (ALIGN - (headerEnd % ALIGN)) % ALIGN;
-    if (pad > 0 && pad < 4) pad += ALIGN; // an extra field needs its 4-byte id + length
+    const pad = alignmentPad(headerEnd);
     items.push({ name, data, crc: crc32(data), offset: pos, pad });
     pos = headerEnd + pad + data.byteLength;
   }
