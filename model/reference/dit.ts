@@ -1,7 +1,7 @@
 // Fixture kind `dit`: WanModel forward (t2v / i2v / ti2v) with every recorded intermediate.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsFile } from '../../loaders/safetensors.ts';
+import { openRawTensorSource } from '../../loaders/open.ts';
 import { WanDiT } from '../dit.ts';
 import { compareOutput, type OutputCheck } from './compare.ts';
 import { registerKind } from './registry.ts';
@@ -10,7 +10,10 @@ registerKind({
   kind: 'dit',
   description: 'WanModel forward (t2v / i2v / ti2v), intermediates included',
   async run(e, fx) {
-    const src = await SafetensorsFile.open(join(fx.dir, 'diffusion_pytorch_model.safetensors'));
+    // The weights: the .safetensors (or shard index) case.json lists; fixtures dumped by
+    // tools/reference/ point into the user's checkpoint instead of holding a copy.
+    const file = fx.weights?.find((w) => /\.safetensors(\.index\.json)?$/.test(w)) ?? 'diffusion_pytorch_model.safetensors';
+    const src = await openRawTensorSource(fx.weightPath(file));
     const json = JSON.parse(readFileSync(join(fx.dir, 'config.json'), 'utf8'));
     const dit = await WanDiT.load(e, src, json);
     await src.close();
