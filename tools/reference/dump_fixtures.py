@@ -33,6 +33,7 @@ import sys
 import types
 import zipfile
 
+sys.dont_write_bytecode = True  # no __pycache__ inside the official checkout or the stand-ins
 HERE = os.path.dirname(os.path.abspath(__file__))
 STANDINS = os.path.join(HERE, 'standins')
 KINDS = ('dit', 't5', 'vae_decode', 'vae_encode', 'pipeline')
