@@ -77,7 +77,7 @@ export class Engine {
   private live = new Set<Tensor>();
 
   private constructor(readonly gpu: Gpu) {
-    this.pool = new BufferPool(gpu, () => this.open());
+    this.pool = new BufferPool(gpu, () => this.open(), () => this.flush());
     this.ring = gpu.device.createBuffer({ size: RING_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'uniform ring' });
   }
 

@@ -4,6 +4,6 @@ export { Gpu, type DeviceOptions, type AdapterSummary } from './device.ts';
 export { Tensor, Storage, numelOf } from './tensor.ts';
 export { type DType, DTYPES, dtypeBytes, encode, decode, f32ToBf16Bits, bf16BitsToF32 } from './dtype.ts';
 export { planWindows, wholeBinding, type Binding, type Window } from './windows.ts';
-export type { MemoryStats } from './pool.ts';
+export { DeviceMemoryError, type MemoryStats } from './pool.ts';
 export * as ops from './ops/index.ts';
 export { fixedSubgroupSize, subgroupSizeRange } from './subgroups.ts';

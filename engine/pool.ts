@@ -28,12 +28,31 @@ export interface MemoryStats {
   buffersCreated: number;
 }
 
+/** A buffer request that the device-memory budget (BufferPool.limitBytes) cannot satisfy. */
+export class DeviceMemoryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DeviceMemoryError';
+  }
+}
+
 export class BufferPool {
+  /**
+   * Device-memory budget in bytes (null: none, the driver's own limit applies). A request that would
+   * take the pool's buffers above it first frees the cached (unused) buffers, then fails with a
+   * DeviceMemoryError instead of letting the driver run out (`--max-device-memory`).
+   */
+  limitBytes: number | null = null;
   private free = new Map<number, GPUBuffer[]>();
   private sizes = new WeakMap<GPUBuffer, number>();
   readonly stats: MemoryStats = { liveBytes: 0, peakLiveBytes: 0, allocatedBytes: 0, peakAllocatedBytes: 0, buffersCreated: 0 };
 
-  constructor(private gpu: Gpu, private onAllocate: () => void) {}
+  /**
+   * `onAllocate` runs before a device buffer is created; `beforeTrim` before cached buffers are
+   * destroyed (the engine submits its recorded work there: a destroyed buffer must not be in an
+   * unsubmitted command buffer, while submitted work keeps it alive until it completes).
+   */
+  constructor(private gpu: Gpu, private onAllocate: () => void, private beforeTrim: () => void = () => {}) {}
 
   /** A buffer of at least `bytes` (storage, copy src/dst). */
   acquire(bytes: number, label: string): GPUBuffer {
@@ -44,6 +63,15 @@ export class BufferPool {
     const list = this.free.get(size);
     let buf = list?.pop();
     if (!buf) {
+      if (this.limitBytes !== null && this.stats.allocatedBytes + size > this.limitBytes) {
+        this.trim();
+        if (this.stats.allocatedBytes + size > this.limitBytes) {
+          throw new DeviceMemoryError(
+            `${label}: ${size} more bytes would exceed the device-memory budget of ${this.limitBytes} bytes ` +
+              `(${this.stats.liveBytes} in use); raise --max-device-memory or use a lighter --memory-mode`,
+          );
+        }
+      }
       this.onAllocate();
       buf = this.gpu.device.createBuffer({ size, usage: USAGE_STORAGE, label });
       this.sizes.set(buf, size);
@@ -68,6 +96,8 @@ export class BufferPool {
 
   /** Frees every cached buffer (e.g. between pipeline stages or before loading another model). */
   trim(): void {
+    if (this.free.size === 0) return;
+    this.beforeTrim();
     for (const list of this.free.values()) {
       for (const b of list) {
         this.stats.allocatedBytes -= this.sizes.get(b)!;

@@ -45,8 +45,8 @@ export interface DitLoadOptions {
   /**
    * Block streaming: only the non-block weights (embeddings, head: about 1% of the model) are
    * uploaded by load(); each forward uploads every block just before it runs and frees it after,
-   * the next block's upload overlapping the current block's compute (at most two blocks on the
-   * device). The WanDiT then owns `src` (kept open, closed by dispose()). Slower by one model read
+   * the next block's upload overlapping the current block's compute (one block on the device, the
+   * next one landing in the buffers of the one before). The WanDiT then owns `src` (kept open, closed by dispose()). Slower by one model read
    * per forward (from the page cache when the file fits the host's memory).
    */
   stream?: boolean;
@@ -199,11 +199,14 @@ class StreamedBlocks implements BlockStore {
 
   async acquire(i: number): Promise<Block> {
     this.start(i);
-    // Prefetch the next block (after the last: block 0 of the next forward).
-    this.start((i + 1) % this.count);
     const b = await this.pending.get(i)!;
     this.pending.delete(i);
     this.ready.set(i, b);
+    // Prefetch the next block (after the last: block 0 of the next forward) once this one has
+    // landed: its upload runs while this block computes on the device and reuses the buffers of the
+    // block before (freed by then), so one block and the next one's first tensor are on the device
+    // while a block's work is recorded (memory-plan.ts counts exactly that).
+    this.start((i + 1) % this.count);
     return b.block;
   }
 
@@ -436,6 +439,14 @@ export class WanDiT {
     const N = cfg.numHeads;
     const D = C / N;
     const free = (...ts: Tensor[]) => ts.forEach((t) => t.dispose());
+    // Views that take over their base's storage (the base handle is freed at once, not at scope end).
+    const view = (t: Tensor, shape: number[]) => {
+      const v = t.reshape(shape);
+      t.dispose();
+      return v;
+    };
+    const heads = (t: Tensor, rows: number) => view(t, [B, rows, N, D]);
+    const tokens = (t: Tensor) => view(t, [B, S, C]);
     // The dtype of what the linears/norms/attention read (f32, or f16 in the f16 activation mode);
     // the residual stream x and every tensor added to it stay f32.
     const outDtype = this.activations;
@@ -448,20 +459,20 @@ export class WanDiT {
       const lin = this.linear(h, w, { outDtype });
       const normed = ops.rmsNorm(e, lin, norm, { eps: cfg.eps, outDtype });
       free(lin);
-      const heads = normed.reshape([B, S, N, D]);
-      const out = ops.ropeApply(e, heads, grids, rope, { outDtype });
-      free(normed, heads);
+      const split = normed.reshape([B, S, N, D]);
+      const out = ops.ropeApply(e, split, grids, rope, { outDtype });
+      free(normed, split);
       return out;
     };
     const q = qk(blk.selfQ, blk.selfNormQ);
     const k = qk(blk.selfK, blk.selfNormK);
-    const v = this.linear(h, blk.selfV, { outDtype }).reshape([B, S, N, D]);
+    const v = heads(this.linear(h, blk.selfV, { outDtype }), S);
     if (trace) {
       await trace('block0.q_rope', q);
       await trace('block0.k_rope', k);
     }
     free(h);
-    const a = ops.flashAttention(e, q, k, v, { kLens: Array(B).fill(L) }).reshape([B, S, C]);
+    const a = tokens(ops.flashAttention(e, q, k, v, { kLens: Array(B).fill(L) }));
     free(q, k, v);
     if (trace) await trace('block0.self_attn_raw', a);
     const y = this.linear(a, blk.selfO, { outDtype: 'f32' });
@@ -476,13 +487,13 @@ export class WanDiT {
     const normedHeads = (lin: Tensor, norm: Tensor, rows: number) => {
       const normed = ops.rmsNorm(e, lin, norm, { eps: cfg.eps, outDtype });
       free(lin);
-      return normed.reshape([B, rows, N, D]);
+      return heads(normed, rows);
     };
     const cq = normedHeads(this.linear(n3, blk.crossQ, { outDtype }), blk.crossNormQ, S);
     if (n3 !== x1) free(n3);
     const ck = normedHeads(this.linear(ctx, blk.crossK, { outDtype }), blk.crossNormK, T);
-    const cv = this.linear(ctx, blk.crossV, { outDtype }).reshape([B, T, N, D]);
-    const ca = ops.flashAttention(e, cq, ck, cv).reshape([B, S, C]);
+    const cv = heads(this.linear(ctx, blk.crossV, { outDtype }), T);
+    const ca = tokens(ops.flashAttention(e, cq, ck, cv));
     free(cq, ck, cv);
     let x2: Tensor;
     if (trace) {

@@ -28,8 +28,9 @@ export interface T5LoadOptions {
   dtype?: DType;
   /**
    * Block streaming: load() uploads only the final norm; encode() uploads each block just before it
-   * runs and frees it after, the next block's upload overlapping the current one's compute (at most
-   * two blocks on the device: 0.8 GB for umT5-XXL in bf16 instead of 9.5 GB).
+   * runs and frees it after, the next block's upload overlapping the current one's compute (one block
+   * on the device, the next one landing in the buffers of the one before: 0.4 GB for umT5-XXL in
+   * bf16 instead of 9.5 GB).
    */
   stream?: boolean;
 }

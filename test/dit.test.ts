@@ -128,7 +128,7 @@ describe('block streaming', () => {
     expect(e.liveTensors).toBe(0);
   });
 
-  it('holds at most two blocks on the device: peak device memory of a 12-layer model is its non-block weights + 2 blocks + activations', async () => {
+  it('holds one block on the device: peak device memory of a 12-layer model is its non-block weights + 1 block + activations', async () => {
     const arch = { ...demoDit('ti2v-5B'), dim: 256, ffnDim: 1024, numHeads: 4, numLayers: 12 };
     const specs = ditTensors(arch);
     const blockBytes = (i: number) => specs.filter((s) => s.name.startsWith(`blocks.${i}.`)).reduce((a, s) => a + s.shape.reduce((p, d) => p * d, 1) * (s.shape.length >= 2 && !s.name.endsWith('modulation') ? 2 : 4), 0);
@@ -149,9 +149,10 @@ describe('block streaming', () => {
     expect(relL2(outs.true[0], outs.false[0])).toBe(0);
     const saved = peaks.false - peaks.true;
     console.log(`12 layers: resident peak ${peaks.false} B, streamed ${peaks.true} B, one block ${blockBytes(0)} B`);
-    // Streaming keeps 2 of the 12 blocks: it saves about 10 blocks (pool size classes round each tensor up).
-    expect(saved).toBeGreaterThan(9 * blockBytes(0));
-    expect(saved).toBeLessThan(10 * blockBytes(0) * 1.34);
+    // Streaming keeps 1 of the 12 blocks (and the next one's first tensor): it saves about 11 blocks
+    // (pool size classes round each tensor up).
+    expect(saved).toBeGreaterThan(10.5 * blockBytes(0));
+    expect(saved).toBeLessThan(11 * blockBytes(0) * 1.34);
     expect(e.liveTensors).toBe(0);
   });
 });

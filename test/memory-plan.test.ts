@@ -1,0 +1,124 @@
+// The memory planner (model/pipelines/memory-plan.ts) against the buffer pool's measured peak: a DiT
+// forward (resident and streamed, f32 and f16 activations, one timestep or one per token) and a
+// umT5 encode at small widths with random weights; the byte-size parser; the mode choice.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeviceMemoryError, Engine } from '../engine/index.ts';
+import { WanDiT } from '../model/dit.ts';
+import { inferDitConfig } from '../model/dit-config.ts';
+import { ditConfigJson, ditTensors, t5Tensors } from '../model/demo/architecture.ts';
+import { demoDit } from '../model/demo/checkpoint.ts';
+import { SyntheticTensorSource } from '../model/demo/source.ts';
+import { UmT5Encoder } from '../model/t5.ts';
+import { inferT5Config } from '../model/t5-config.ts';
+import { ditForwardPeak, ditWeightBytes, parseByteSize, residentWeightBytes, t5EncodePeak, t5WeightBytes, type PlanDevice } from '../model/pipelines/memory-plan.ts';
+import { randn } from './helpers.ts';
+
+let e: Engine;
+let dev: PlanDevice;
+beforeAll(async () => {
+  e = await Engine.create();
+  dev = { maxBufferBytes: e.gpu.maxBufferBytes, maxBindingBytes: e.gpu.maxBindingBytes, storageAlign: e.gpu.storageAlign };
+});
+afterAll(async () => {
+  await e?.destroy();
+});
+
+/** Peak live pool bytes of `run`, above what was live before it. */
+async function measure(run: () => Promise<void>): Promise<number> {
+  e.pool.trim();
+  const base = e.memory().liveBytes;
+  e.pool.resetPeaks();
+  await run();
+  return e.memory().peakLiveBytes - base;
+}
+
+describe('DiT forward: predicted vs measured peak device memory', () => {
+  const cases = [
+    { name: 'ti2v, one timestep, resident, f32', perToken: false, stream: false, activations: 'f32' as const },
+    { name: 'ti2v, per-token timesteps, streamed, f32', perToken: true, stream: true, activations: 'f32' as const },
+    { name: 'ti2v, one timestep, streamed, f16', perToken: false, stream: true, activations: 'f16' as const },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      if (c.activations === 'f16' && !e.gpu.hasF16) return;
+      const arch = { ...demoDit('ti2v-5B'), dim: 192, ffnDim: 768, numHeads: 3, numLayers: 6 };
+      const specs = ditTensors(arch);
+      const shape: [number, number, number, number] = [48, 2, 8, 12];
+      const tokens = 2 * 4 * 6;
+      const seqLen = tokens + 5;
+      const t = c.perToken ? new Float32Array(seqLen).fill(500).fill(0, 0, 24) : 500;
+      const input = { x: randn(48 * 2 * 8 * 12, 1, 1), shape, t, contexts: [randn(7 * arch.textDim, 2, 0.5), randn(arch.textLen * arch.textDim, 3, 0.5)], seqLen };
+      const src = new SyntheticTensorSource(specs);
+      const cfg = inferDitConfig(src, ditConfigJson(arch));
+      const measured = await measure(async () => {
+        const dit = await WanDiT.load(e, src, ditConfigJson(arch), { stream: c.stream, activations: c.activations });
+        await dit.forward(input);
+        await dit.forward(input);
+        dit.dispose();
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      const w = ditWeightBytes(cfg, 'bf16', dev);
+      const act = ditForwardPeak(cfg, { batch: 2, tokens, seqLen, perTokenTimesteps: c.perToken, gridMax: 6, activations: c.activations }, dev);
+      const predicted = residentWeightBytes(w, c.stream) + act.peakBytes;
+      console.log(`dit ${c.name}: predicted ${predicted} B (weights ${residentWeightBytes(w, c.stream)}, peak at ${act.at}), measured ${measured} B`);
+      expect(Math.abs(predicted - measured) / measured).toBeLessThan(0.02); // the issue asks for 10%; the replay is exact here
+    });
+  }
+});
+
+describe('umT5 encode: predicted vs measured peak device memory', () => {
+  for (const stream of [false, true]) {
+    it(stream ? 'streamed' : 'resident', async () => {
+      const arch = { vocab: 512, dim: 128, dimAttn: 128, dimFfn: 320, numHeads: 4, numLayers: 4, numBuckets: 32 };
+      const src = new SyntheticTensorSource(t5Tensors(arch));
+      const cfg = inferT5Config(src);
+      const textLen = 40;
+      const ids = new Int32Array(2 * textLen);
+      const mask = new Int32Array(2 * textLen);
+      for (let i = 0; i < 30; i++) [ids[i], mask[i]] = [3 + i, 1];
+      for (let i = 0; i < 12; i++) [ids[textLen + i], mask[textLen + i]] = [40 + i, 1];
+      const measured = await measure(async () => {
+        const t5 = await UmT5Encoder.load(e, src, { stream });
+        await t5.encode(ids, mask, 2, textLen);
+        t5.dispose();
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      const w = t5WeightBytes(cfg, 'bf16', dev);
+      const predicted = residentWeightBytes(w, stream) + t5EncodePeak(cfg, 2, 30, dev).peakBytes;
+      console.log(`umT5 ${stream ? 'streamed' : 'resident'}: predicted ${predicted} B, measured ${measured} B`);
+      expect(Math.abs(predicted - measured) / measured).toBeLessThan(0.02); // the issue asks for 10%; the replay is exact here
+    });
+  }
+});
+
+describe('parseByteSize', () => {
+  it('reads decimal and binary units and plain byte counts; refuses the rest', () => {
+    expect(parseByteSize('8GB')).toBe(8e9);
+    expect(parseByteSize('8 GiB')).toBe(8 * 2 ** 30);
+    expect(parseByteSize('512MiB')).toBe(512 * 2 ** 20);
+    expect(parseByteSize('1.5g')).toBe(1.5e9);
+    expect(parseByteSize('8000000000')).toBe(8e9);
+    expect(() => parseByteSize('lots')).toThrow(/--max-device-memory: "lots" is not a size/);
+    expect(() => parseByteSize('100')).toThrow(/less than 1 MiB/);
+  });
+});
+
+describe('BufferPool.limitBytes (--max-device-memory)', () => {
+  it('frees cached buffers before refusing, then refuses with a DeviceMemoryError naming the budget', async () => {
+    e.pool.trim();
+    const before = e.memory().allocatedBytes;
+    e.pool.limitBytes = before + 2.5 * 2 ** 20;
+    try {
+      const a = e.zeros([2 ** 18], 'f32', 'a'); // 1 MiB
+      a.dispose(); // cached, still allocated
+      const b = e.zeros([2 ** 19], 'f32', 'b'); // 2 MiB: fits only once the cached 1 MiB is destroyed
+      expect(e.memory().allocatedBytes - before).toBe(2 ** 21);
+      expect(() => e.zeros([2 ** 19], 'f32', 'c')).toThrow(DeviceMemoryError);
+      expect(() => e.zeros([2 ** 19], 'f32', 'c')).toThrow(/"?c"?: 2097152 more bytes would exceed the device-memory budget of \d+ bytes.*--max-device-memory/);
+      expect(Array.from((await b.toArray()).slice(0, 4))).toEqual([0, 0, 0, 0]);
+      b.dispose();
+    } finally {
+      e.pool.limitBytes = null;
+    }
+  });
+});
