@@ -236,7 +236,7 @@ function folderName(task: TaskName, expert: ExpertChoice | null, dtype: DitStora
 export function planSyntheticCheckpoint(opts: SyntheticCheckpointOptions): CheckpointPlan {
   const task = taskSpec(opts.task).name;
   const spec = TASKS[task];
-  if (!spec.experts && opts.expert !== undefined && opts.expert !== 'both') throw new Error(`--expert: ${task} is one dense model, it has no experts`);
+  if (!spec.experts && opts.expert !== undefined) throw new Error(`--expert: ${task} is one dense model, it has no experts`);
   const expert = spec.experts ? (opts.expert ?? 'high') : null;
   if (expert !== null && !['high', 'low', 'both'].includes(expert)) throw new Error(`--expert must be high, low or both, got "${expert}"`);
   const ditDtype = opts.ditDtype ?? 'F32';

@@ -227,7 +227,7 @@ describe('full-size plans', () => {
     expect(params / 1e9).toBeCloseTo(5.0, 1);
     expect(plan.files.filter((f) => /^diffusion_pytorch_model-\d{5}-of-00003\.safetensors$/.test(f.path)).length).toBe(3);
     expect(gb(plan.files.find((f) => f.path === 'Wan2.2_VAE.pth')!.bytes)).toBe(2.82);
-    expect(() => planSyntheticCheckpoint({ task: 'ti2v-5B', expert: 'high' })).toThrow(/no experts/);
+    for (const expert of ['high', 'low', 'both'] as const) expect(() => planSyntheticCheckpoint({ task: 'ti2v-5B', expert })).toThrow(/no experts/);
   });
 
   it('splits shards as huggingface_hub: in order, a new shard before overflowing, an oversized tensor alone', () => {
