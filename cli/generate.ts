@@ -10,6 +10,7 @@ import { generate, type GenerateResult } from '../model/pipelines/generate.ts';
 import { TASK_NAMES, checkFrameNum, parseSize, taskSpec } from '../model/pipelines/tasks.ts';
 import type { SolverName } from '../model/schedulers/index.ts';
 import { deviceFlagHelp, deviceFlagSpec, deviceOptions } from './device-flags.ts';
+import { memoryFlagHelp, memoryFlagSpec, memorySettings, planLines, resolveMode } from './memory-flags.ts';
 import { animatedFormatOf, writeAnimated } from './output/animated.ts';
 import { writeMp4 } from './output/mp4.ts';
 import { writePngFrames } from './output/png.ts';
@@ -47,8 +48,10 @@ Generates a video with the official Wan2.2 semantics (flags as generate.py; keba
   --activations f32|f16       the DiT's activations (default f32; f16 halves their memory, needs the
                               adapter's shader-f16; about 4e-4 relative error on the reference fixtures)
   --vae-tile                  decode in overlapping spatial tiles (256 px, 64 px blended): less device memory
-  --offload_model true|false  A14B: keep one MoE expert on the device at a time, the other is read
-                              from the checkpoint at the boundary (default false: both resident)
+  --offload_model true|false  keep one A14B expert on the device at a time, the other is read from
+                              the checkpoint at the boundary (= --memory-mode offload; false =
+                              resident; absent: as --memory-mode says)
+${memoryFlagHelp}
   --t5_cpu, --convert_model_dtype
                               accepted for compatibility: this engine always frees the text encoder
                               after use, runs everything on the WebGPU device, and stores weights in --dtype
@@ -73,6 +76,7 @@ const SPEC = {
   activations: { type: 'string' },
   vae_tile: { type: 'boolean' },
   offload_model: { type: 'string' },
+  ...memoryFlagSpec,
   t5_cpu: { type: 'boolean' },
   convert_model_dtype: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -98,9 +102,9 @@ function num(name: string, v: string | undefined, integer: boolean): number | un
   return n;
 }
 
-/** generate.py's str2bool spellings; absent = false. */
-function parseBool(flag: string, v: string | undefined): boolean {
-  if (v === undefined) return false;
+/** generate.py's str2bool spellings; absent = null. */
+function parseBool(flag: string, v: string | undefined): boolean | null {
+  if (v === undefined) return null;
   const s = v.toLowerCase();
   if (['true', 't', 'yes', 'y', '1'].includes(s)) return true;
   if (['false', 'f', 'no', 'n', '0'].includes(s)) return false;
@@ -166,6 +170,17 @@ export async function generateCommand(argv: string[]): Promise<number> {
   }
 
   const engine = await Engine.create(deviceOptions(values));
+  let memory;
+  try {
+    memory = memorySettings(values, engine);
+  } catch (err) {
+    await engine.destroy();
+    throw err;
+  }
+  const memoryMode = resolveMode(memory, offloadModel);
+  // The budget is enforced too: an allocation past it fails with a clear error, not a driver OOM.
+  engine.pool.limitBytes = memory.budget;
+  if (memory.budget !== null) console.log(`device-memory budget ${fmtBytes(memory.budget)} (${memory.budgetSource})`);
   const progress = new Progress();
   const abort = new AbortController();
   const onSigint = () => {
@@ -193,7 +208,10 @@ export async function generateCommand(argv: string[]): Promise<number> {
       dtype,
       activations,
       vaeTile: values.vae_tile === true,
-      offloadModel,
+      offloadModel: offloadModel === true,
+      memoryMode,
+      maxDeviceMemory: memory.budget,
+      onPlan: (plan) => console.log(planLines(plan)[0]),
       signal: abort.signal,
       onProgress: (stage, done, total, info) => progress.update(stage, done, total, info),
     });
@@ -219,5 +237,6 @@ export async function generateCommand(argv: string[]): Promise<number> {
     .join(', ');
   console.log(`${res.frameCount} frames ${res.width}x${res.height} at ${fps} fps -> ${saveFile}`);
   console.log(`time: ${fmtTime((performance.now() - started) / 1000)} (${stages}); peak device memory ${fmtBytes(mem.peakAllocatedBytes)}`);
+  for (const line of planLines(res.memory.plan, res.memory.measured)) console.log(line);
   return 0;
 }

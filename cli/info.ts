@@ -2,10 +2,12 @@
 import { parseArgs } from 'node:util';
 import { Engine } from '../engine/index.ts';
 import { printCheckpointInfo } from './info-checkpoint.ts';
+import { planCommand } from './info-plan.ts';
 import { deviceFlagHelp, deviceFlagSpec, deviceOptions } from './device-flags.ts';
 
 export const infoHelp = `usage: wan info --device [--json] [device options]
        wan info <ckpt_dir> [--json]
+       wan info --plan [--task T --size W*H --frame_num N] [ckpt_dir]   (see wan info --plan --help)
 
 --device: the WebGPU adapter the engine would use: name, backend, the limits it requested, the
 optional features it enabled, and the effective storage-binding / buffer limits.
@@ -14,6 +16,7 @@ weights), parameter counts, stored dtypes, bytes on disk and the device memory i
 ${deviceFlagHelp}`;
 
 export async function infoCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--plan')) return planCommand(argv);
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

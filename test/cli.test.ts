@@ -108,6 +108,27 @@ describe('wan info <ckpt_dir>', () => {
     expect(high.diskBytes).toBeGreaterThan(100_000); // both shards counted, not just the index
     expect(high.device.f32).toBeCloseTo(high.params * 4, -3);
   });
+  it('--plan: per-mode peaks from the official architectures, and the mode a budget picks', async () => {
+    const r = await wanRun(['info', '--plan', '--task', 'ti2v-5B', '--size', '1280*704', '--frame_num', '121', '--max-device-memory', '8GB', '--no-device']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ti2v-5B 1280x704, 121 frames: latent \[48,31,44,80\], 27280 tokens/m);
+    for (const mode of ['resident', 'offload', 'stream']) expect(r.stdout).toMatch(new RegExp(`^memory mode ${mode}: predicted peak [\\d.]+ GiB`, 'm'));
+    expect(r.stdout).toMatch(/^  denoising +predicted .*peak at DiT ffn/m);
+    expect(r.stdout).toMatch(/^wan generate would use: /m);
+    const j = JSON.parse((await wanRun(['info', '--plan', '--task', 't2v-A14B', '--size', '832*480', '--frame_num', '81', '--json', '--no-device', '--max-device-memory', '1TB'])).stdout);
+    expect(j.chosen).toBe('resident');
+    expect(j.plans.map((p: any) => p.mode)).toEqual(['resident', 'offload', 'stream', 'stream']);
+    // Streaming holds far less than resident: both 14 B experts vs one block.
+    expect(j.plans[2].stages.find((s: any) => s.stage === 'denoise').weightBytes).toBeLessThan(j.plans[0].stages.find((s: any) => s.stage === 'denoise').weightBytes / 20);
+  });
+
+  it('--plan reads the architectures of a checkpoint folder', async () => {
+    const r = await wanRun(['info', '--plan', '--task', 't2v-A14B', '--size', '48*32', '--frame_num', '5', join(fixturesDir, 'pipeline.t2v', 'ckpt'), '--no-device']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/architectures of .*pipeline\.t2v/);
+    expect(r.stdout).toMatch(/^memory mode resident: predicted peak [\d.]+ MiB/m);
+  });
+
   it('says what is missing from an incomplete folder', async () => {
     const r = await wanRun(['info', tmp]);
     expect(r.code).toBe(1);

@@ -43,6 +43,8 @@ describe('wan generate: bad input', () => {
     [['--ckpt_dir', t2vCkpt, '--save_file', 'out.avi'], /write \.mp4, \.webp, \.gif, or a folder/],
     [['--ckpt_dir', t2vCkpt, '--activations', 'bf16'], /--activations must be f32 or f16, got "bf16"/],
     [['--ckpt_dir', join(tmp, 'nowhere')], /is not a folder/],
+    [['--ckpt_dir', t2vCkpt, '--memory-mode', 'lazy'], /--memory-mode must be auto, resident, offload, stream; got "lazy"/],
+    [['--ckpt_dir', t2vCkpt, '--max-device-memory', 'lots'], /--max-device-memory: "lots" is not a size/],
   ])('%j', async (args, message) => {
     const r = await wanRun(['generate', ...args]);
     expect(r.code).toBe(1);
@@ -57,6 +59,15 @@ describe('wan generate: bad input', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/low_noise_model is missing \(the low-noise expert, needed by t2v-A14B\)/);
     expect(existsSync(join(tmp, 'x.mp4'))).toBe(false);
+  });
+
+  it('a budget even streaming cannot meet: says what the lightest plan needs and which flags help, writes nothing', async () => {
+    const out = join(tmp, 'tiny-budget.mp4');
+    const r = await wanRun(['generate', '--ckpt_dir', t2vCkpt, '--size', '48*32', '--frame_num', '5', '--sample_steps', '1', '--max-device-memory', '1MiB', '--save_file', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/not enough device memory: the lightest plan \(--memory-mode stream.*\) needs [\d.]+ MiB at its peak \(\w+: .*\), the budget is 1\.0 MiB/);
+    expect(r.stderr).toMatch(/raise --max-device-memory/);
+    expect(existsSync(out)).toBe(false);
   });
 
   it('uses the official default file name scheme', () => {
@@ -104,6 +115,9 @@ describe('wan generate: end to end on a fixture checkpoint', () => {
     expect([anim.info.pages, anim.info.pageHeight, anim.info.width]).toEqual([9, 32, 64]);
     expect(Buffer.compare(anim.data, Buffer.from(frames.rgb))).toBe(0);
     expect(readdirSync(tmp).filter((f) => f.includes('.partial'))).toEqual([]);
+    // The summary prints the plan beside the measured peaks (exact at this size).
+    expect(r2.stdout).toMatch(/^memory mode \w+: predicted peak [\d.]+ MiB/m);
+    expect(r2.stdout).toMatch(/^  denoising +predicted +[\d.]+ MiB .*measured [\d.]+ MiB \([+-]\d+\.\d%\)$/m);
     // f16 activations: the same video within f16 rounding (a few levels at most, most pixels equal).
     const png16 = join(tmp, 'frames16/');
     const r4 = await wanRun([...args, '--activations', 'f16', '--save_file', png16]);

@@ -11,7 +11,12 @@ import { SyntheticTensorSource } from '../model/demo/source.ts';
 import { UmT5Encoder } from '../model/t5.ts';
 import { inferT5Config } from '../model/t5-config.ts';
 import { ditForwardPeak, ditWeightBytes, parseByteSize, residentWeightBytes, t5EncodePeak, t5WeightBytes, type PlanDevice } from '../model/pipelines/memory-plan.ts';
-import { randn } from './helpers.ts';
+import { join } from 'node:path';
+import { loadFixture } from '../loaders/fixture.ts';
+import { generate, type GenerateResult } from '../model/pipelines/generate.ts';
+import { taskSpec } from '../model/pipelines/tasks.ts';
+import type { MemoryMode } from '../model/pipelines/memory-plan.ts';
+import { fixturesDir, randn } from './helpers.ts';
 
 let e: Engine;
 let dev: PlanDevice;
@@ -121,4 +126,49 @@ describe('BufferPool.limitBytes (--max-device-memory)', () => {
       e.pool.limitBytes = null;
     }
   });
+});
+
+describe('generate(): every memory mode gives the same video, and the plan predicts the measured peaks', () => {
+  for (const name of ['pipeline.t2v', 'pipeline.ti2v_i2v']) {
+    it(name, async () => {
+      const fx = await loadFixture(join(fixturesDir, name));
+      const c = fx.config as any;
+      const task = taskSpec(c.task);
+      let image;
+      if (fx.spec.inputs.includes('image')) {
+        const im = fx.input('image');
+        image = { width: im.shape[1], height: im.shape[0], rgb: Uint8Array.from(im.f64()) };
+      }
+      const size: [number, number] = c.size ?? [c.latent_shape[3] * task.vaeStride[2], c.latent_shape[2] * task.vaeStride[1]];
+      const runs: Partial<Record<MemoryMode, GenerateResult>> = {};
+      for (const mode of ['resident', 'offload', 'stream'] as MemoryMode[]) {
+        const g = c.guide_scale;
+        const res = await generate(e, {
+          task, ckptDir: join(fx.dir, 'ckpt'), prompt: c.prompt, negativePrompt: c.n_prompt, image, size, maxArea: c.max_area,
+          frameNum: c.frame_num, seed: c.seed, solver: c.sample_solver, steps: c.sampling_steps, shift: c.shift,
+          guideScale: typeof g === 'number' ? [g, g] : g, memoryMode: mode,
+        });
+        runs[mode] = res;
+        expect(res.memory.plan.mode).toBe(mode);
+        for (const st of res.memory.plan.stages) {
+          const m = res.memory.measured[st.stage]!;
+          console.log(`${name} ${mode} ${st.stage}: predicted ${st.peakBytes} B, measured ${m} B`);
+          // The encoder's own activations are not modelled (a decode of the same size stands in). The
+          // decode estimate is that of a steady chunk (caches full): with only 2 latent frames it is an
+          // upper bound, within the issue's 10%.
+          if (st.stage === 'decode') {
+            expect(st.peakBytes).toBeGreaterThanOrEqual(m);
+            expect((st.peakBytes - m) / m).toBeLessThan(0.1);
+          } else if (st.stage !== 'encode') expect(Math.abs(m - st.peakBytes) / m).toBeLessThan(0.02);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+        expect(e.liveTensors).toBe(0);
+      }
+      expect(Buffer.compare(Buffer.from(runs.offload!.frames), Buffer.from(runs.resident!.frames))).toBe(0);
+      expect(Buffer.compare(Buffer.from(runs.stream!.frames), Buffer.from(runs.resident!.frames))).toBe(0);
+      const peak = (m: MemoryMode) => runs[m]!.memory.measured.denoise!;
+      expect(peak('stream')).toBeLessThan(peak('offload'));
+      expect(peak('offload')).toBeLessThanOrEqual(peak('resident'));
+    });
+  }
 });

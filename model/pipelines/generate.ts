@@ -7,13 +7,17 @@ import type { Engine, DType } from '../../engine/index.ts';
 import type { RgbImage } from '../../loaders/image.ts';
 import { locateCheckpoint, type CheckpointFiles, type DitFiles } from '../../loaders/checkpoint.ts';
 import { openTensorSource } from '../../loaders/open.ts';
+import type { TensorSource } from '../../loaders/source.ts';
 import { WanDiT, type ActivationDType } from '../dit.ts';
+import { inferDitConfig, type DitConfig } from '../dit-config.ts';
 import { preprocessI2vA14b, preprocessTi2v5b } from '../image/preprocess.ts';
 import { TorchCpuGenerator } from '../rng.ts';
 import { createScheduler, type SolverName } from '../schedulers/index.ts';
-import { UmT5Encoder } from '../t5.ts';
+import { UmT5Encoder, sequenceLengths } from '../t5.ts';
+import { inferT5Config, type T5Config } from '../t5-config.ts';
 import { UmT5Tokenizer } from '../tokenizer.ts';
-import { WanVAE } from '../vae/index.ts';
+import { WanVAE, type VaeArchitecture } from '../vae/index.ts';
+import { MEMORY_MODES, choosePlan, type MemoryMode, type MemoryPlan, type PlanDevice, type PlanInput, type PlanStage } from './memory-plan.ts';
 import { NUM_TRAIN_TIMESTEPS, SAMPLE_NEG_PROMPT, checkFrameNum, type TaskSpec } from './tasks.ts';
 
 export type Stage = 'load' | 'text' | 'encode' | 'denoise' | 'decode';
@@ -48,6 +52,17 @@ export interface GenerateOptions {
    * from the checkpoint. Same result, about one expert less device memory, one extra load.
    */
   offloadModel?: boolean;
+  /**
+   * What stays on the device (model/pipelines/memory-plan.ts): 'resident', 'offload' (one MoE expert
+   * at a time, the VAE only for its stages), 'stream' (offload, and the umT5 and DiT blocks uploaded
+   * just in time), or 'auto': the first of those whose predicted peak fits `maxDeviceMemory`.
+   * Default: 'auto' when a budget is given, else 'offload' with offloadModel, else 'resident'.
+   */
+  memoryMode?: MemoryMode | 'auto';
+  /** Device-memory budget in bytes for 'auto' (null / absent: no budget, the first candidate mode). */
+  maxDeviceMemory?: number | null;
+  /** Called with the chosen memory plan before anything is loaded. */
+  onPlan?: (plan: MemoryPlan) => void;
   /** Stage progress: `done` of `total` units (steps for denoise, frames for decode). */
   onProgress?: (stage: Stage, done: number, total: number, info?: string) => void;
   /** Checked between steps: a cancelled run stops cleanly with an AbortError. */
@@ -68,6 +83,8 @@ export interface GenerateResult {
   x0: Float32Array;
   latentShape: [number, number, number, number];
   timings: Partial<Record<Stage, number>>;
+  /** The memory plan the run followed and the measured peak of live device bytes per stage. */
+  memory: { plan: MemoryPlan; measured: Partial<Record<PlanStage, number>> };
 }
 
 function aborted(signal?: AbortSignal): void {
@@ -78,30 +95,77 @@ function aborted(signal?: AbortSignal): void {
   }
 }
 
-async function loadDit(e: Engine, files: DitFiles, dtype: DType | undefined, activations: ActivationDType | undefined, onTensor?: (n: string, d: number, t: number) => void): Promise<WanDiT> {
+/**
+ * Loads a DiT. Streamed: the model keeps `files` open and reads each block per forward (it closes
+ * the source when disposed); otherwise every weight is uploaded and the source closed.
+ */
+async function loadDit(e: Engine, files: DitFiles, dtype: DType | undefined, activations: ActivationDType | undefined, stream: boolean, onTensor?: (n: string, d: number, t: number) => void): Promise<WanDiT> {
   const src = await openTensorSource(files.weights);
+  let owned = false;
   try {
-    return await WanDiT.load(e, src, files.config, { dtype, activations, onTensor });
+    const dit = await WanDiT.load(e, src, files.config, { dtype, activations, onTensor, stream });
+    owned = stream;
+    return dit;
+  } finally {
+    if (!owned) await src.close();
+  }
+}
+
+/** Opens a file's tensor index only (no weights read) to learn its architecture. */
+async function probe<T>(path: string, read: (src: TensorSource) => T): Promise<T> {
+  const src = await openTensorSource(path);
+  try {
+    return read(src);
   } finally {
     await src.close();
   }
 }
 
+/** The VAE's widths from its weights (the multipliers and block counts are the official ones). */
+export function inferVaeArchitecture(src: TensorSource, version: '2.1' | '2.2'): VaeArchitecture {
+  const shape = (n: string) => {
+    if (!src.has(n)) throw new Error(`${src.path}: missing tensor "${n}" (not a Wan VAE?)`);
+    return src.info(n).shape;
+  };
+  const dimMult = [1, 2, 4, 4];
+  const dec = shape('decoder.conv1.weight');
+  return { zDim: dec[1], encoderDim: shape('encoder.conv1.weight')[0], decoderDim: dec[0] / dimMult[dimMult.length - 1], dimMult, numResBlocks: 2, temporalDownsample: [false, true, true] };
+}
+
+/** The architectures of a checkpoint's models, read from their tensor indexes and configs. */
+export async function checkpointArchitectures(files: CheckpointFiles, task: TaskSpec): Promise<{ dit: DitConfig; t5: T5Config; vae: VaeArchitecture }> {
+  const ditFiles = (files.high ?? files.dit)!;
+  return {
+    dit: await probe(ditFiles.weights, (src) => inferDitConfig(src, ditFiles.config)),
+    t5: await probe(files.t5, (src) => inferT5Config(src)),
+    vae: await probe(files.vae, (src) => inferVaeArchitecture(src, task.vae)),
+  };
+}
+
 /** Text encoder pass: [prompt, negative] -> trimmed contexts. Frees the encoder afterwards. */
-async function encodeText(e: Engine, files: CheckpointFiles, textLen: number, prompts: [string, string], o: GenerateOptions) {
-  const tok = await UmT5Tokenizer.fromFile(files.spiece);
-  const { ids, mask } = tok.tokenize(prompts, textLen);
+async function encodeText(e: Engine, files: CheckpointFiles, textLen: number, ids: Int32Array, mask: Int32Array, o: GenerateOptions, stream: boolean) {
   const src = await openTensorSource(files.t5);
   let t5: UmT5Encoder | null = null;
   try {
-    t5 = await UmT5Encoder.load(e, src, { dtype: o.dtype });
+    t5 = await UmT5Encoder.load(e, src, { dtype: o.dtype, stream });
     const [context, contextNull] = await t5.encode(ids, mask, 2, textLen);
-    return { context, contextNull, ids, mask };
+    return { context, contextNull };
   } finally {
     t5?.dispose();
     await src.close();
     e.pool.trim();
   }
+}
+
+/** The modes 'auto' may choose from, given the options. */
+function candidateModes(o: GenerateOptions): MemoryMode[] {
+  const m = o.memoryMode ?? (o.maxDeviceMemory != null ? 'auto' : o.offloadModel ? 'offload' : 'resident');
+  if (m !== 'auto') {
+    if (!MEMORY_MODES.includes(m)) throw new Error(`memory mode must be auto, ${MEMORY_MODES.join(', ')}; got "${String(m)}"`);
+    return [m];
+  }
+  // --offload_model true rules out keeping both experts resident.
+  return MEMORY_MODES.filter((x) => !(o.offloadModel && x === 'resident'));
 }
 
 export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateResult> {
@@ -144,43 +208,80 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
   const noise = gen.randn(latentShape);
   rec('noise', noise);
 
-  // --- load the diffusion model(s) first: their config gives text_len
+  // --- the memory plan: what is on the device when (model/pipelines/memory-plan.ts)
+  const arch = await checkpointArchitectures(files, t);
+  const textLen = arch.dit.textLen;
+  const tok = await UmT5Tokenizer.fromFile(files.spiece);
+  const neg = o.negativePrompt ? o.negativePrompt : SAMPLE_NEG_PROMPT;
+  const { ids, mask } = tok.tokenize([o.prompt, neg], textLen);
+  const planInput: PlanInput = {
+    task: t,
+    dit: arch.dit,
+    t5: arch.t5,
+    vae: arch.vae,
+    latentShape,
+    seqLen,
+    image: condPixels !== null,
+    textTokens: Math.max(1, ...sequenceLengths(mask, 2, textLen)),
+    dtype: o.dtype,
+    activations: o.activations,
+    device: planDevice(e),
+  };
+  const { plan } = choosePlan(planInput, o.maxDeviceMemory ?? null, candidateModes(o), o.vaeTile ? true : undefined);
+  o.onPlan?.(plan);
+  const stream = plan.mode === 'stream';
+  const oneExpert = plan.mode !== 'resident';
+  const measured: Partial<Record<PlanStage, number>> = {};
+  const stageStart = () => {
+    e.pool.trim();
+    e.pool.resetPeaks();
+  };
+  const stageEnd = (stage: PlanStage) => (measured[stage] = Math.max(measured[stage] ?? 0, e.memory().peakLiveBytes));
+  aborted(o.signal);
+
+  // --- text (first: nothing else is on the device yet)
   let t0 = performance.now();
+  o.onProgress?.('text', 0, 1);
+  stageStart();
+  const text = await encodeText(e, files, textLen, ids, mask, o, stream);
+  stageEnd('text');
+  rec('context', text.context);
+  rec('context_null', text.contextNull);
+  rec('ids', Array.from(ids));
+  rec('mask', Array.from(mask));
+  o.onProgress?.('text', 1, 1);
+  clock('text', t0);
+  aborted(o.signal);
+
   const dits: { high?: WanDiT; low?: WanDiT; dense?: WanDiT } = {};
-  try {
-    const progress = (what: string) => (n: string, d: number, total: number) => o.onProgress?.('load', d, total, `${what}: ${n}`);
-    if (t.experts) {
-      dits.high = await loadDit(e, files.high!, o.dtype, o.activations, progress('high-noise expert'));
-      if (!o.offloadModel) dits.low = await loadDit(e, files.low!, o.dtype, o.activations, progress('low-noise expert'));
-    } else {
-      dits.dense = await loadDit(e, files.dit!, o.dtype, o.activations, progress('model'));
+  let vae: WanVAE | null = null;
+  const loadVae = async () => {
+    const src = await openTensorSource(files.vae);
+    try {
+      return await WanVAE.load(e, src, t.vae);
+    } finally {
+      await src.close();
     }
-    clock('load', t0);
-    const textLen = (dits.high ?? dits.dense)!.config.textLen;
-    aborted(o.signal);
-
-    // --- text
-    t0 = performance.now();
-    o.onProgress?.('text', 0, 1);
-    const neg = o.negativePrompt ? o.negativePrompt : SAMPLE_NEG_PROMPT;
-    const text = await encodeText(e, files, textLen, [o.prompt, neg], o);
-    rec('context', text.context);
-    rec('context_null', text.contextNull);
-    rec('ids', Array.from(text.ids));
-    rec('mask', Array.from(text.mask));
-    o.onProgress?.('text', 1, 1);
-    clock('text', t0);
-    aborted(o.signal);
-
-    // --- image conditioning through the VAE
+  };
+  const freeVae = () => {
+    vae?.dispose();
+    vae = null;
+    e.pool.trim();
+  };
+  const freeDits = () => {
+    for (const d of Object.values(dits)) d?.dispose();
+    dits.high = dits.low = dits.dense = undefined;
+    e.pool.trim();
+  };
+  try {
+    // --- image conditioning through the VAE (kept for the decode only when resident)
     let y: Float32Array | undefined;
     let z0: Float32Array | undefined;
-    let vae: WanVAE | null = null;
-    const vaeSrc = await openTensorSource(files.vae);
-    try {
-      vae = await WanVAE.load(e, vaeSrc, t.vae);
-      if (condPixels && t.flavour === 'i2v') {
-        t0 = performance.now();
+    if (condPixels) {
+      t0 = performance.now();
+      stageStart();
+      vae = await loadVae();
+      if (t.flavour === 'i2v') {
         // [image, zeros x (F-1)] -> latent [16, f, h, w]; y = cat(mask [4, f, h, w], latent)
         const h = latH * t.vaeStride[1];
         const w = latW * t.vaeStride[2];
@@ -191,93 +292,111 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
         y = new Float32Array((4 + t.zDim) * plane);
         for (let c = 0; c < 4; c++) y.fill(1, c * plane, c * plane + latH * latW);
         y.set(enc.latent, 4 * plane);
-        clock('encode', t0);
-      } else if (condPixels) {
-        t0 = performance.now();
+      } else {
         const enc = await vae.encode(condPixels, [3, 1, latH * t.vaeStride[1], latW * t.vaeStride[2]], { onProgress: (d, n) => o.onProgress?.('encode', d, n) });
         z0 = enc.latent; // [48, 1, h, w]
-        clock('encode', t0);
       }
+      stageEnd('encode');
+      if (oneExpert) freeVae();
+      clock('encode', t0);
       aborted(o.signal);
-
-      // --- denoising loop
-      t0 = performance.now();
-      const sched = createScheduler(o.solver, o.steps, o.shift, NUM_TRAIN_TIMESTEPS);
-      rec('timesteps', sched.timesteps);
-      rec('sigmas', sched.sigmas);
-      const boundary = t.boundary * NUM_TRAIN_TIMESTEPS;
-      const plane = latH * latW;
-      const firstFrame = (latent: Float32Array) => {
-        // ti2v with image: frame 0 of every channel is the image latent.
-        if (!z0) return latent;
-        for (let c = 0; c < t.zDim; c++) latent.set(z0.subarray(c * plane, (c + 1) * plane), c * f * plane);
-        return latent;
-      };
-      let latent = firstFrame(noise.slice());
-      const steps = sched.timesteps.length;
-      for (let i = 0; i < steps; i++) {
-        aborted(o.signal);
-        const stepStart = performance.now();
-        const ts = sched.timesteps[i];
-        const high = t.experts && ts >= boundary;
-        if (t.experts && o.offloadModel && !(high ? dits.high : dits.low)) {
-          // One expert resident: free the other before reading this one (counted as load time).
-          const tl = performance.now();
-          const other = high ? 'low' : 'high';
-          dits[other]?.dispose();
-          dits[other] = undefined;
-          e.pool.trim();
-          dits[high ? 'high' : 'low'] = await loadDit(e, high ? files.high! : files.low!, o.dtype, o.activations, progress(high ? 'high-noise expert' : 'low-noise expert'));
-          clock('load', tl);
-          t0 += performance.now() - tl; // keep the load out of the denoise time
-          aborted(o.signal);
-        }
-        const model = t.experts ? (high ? dits.high! : dits.low!) : dits.dense!;
-        const g = t.experts ? (high ? o.guideScale[1] : o.guideScale[0]) : o.guideScale[0];
-        // ti2v with image: timestep 0 on the first latent frame's tokens, padded with t.
-        let tIn: number | Float32Array = ts;
-        if (z0) {
-          const perToken = new Float32Array(seqLen).fill(ts);
-          perToken.fill(0, 0, (latH / t.patch[1]) * (latW / t.patch[2]));
-          tIn = perToken;
-        }
-        rec(`latent_in.${i}`, latent);
-        const [cond, uncond] = await model.forward({ x: latent, shape: latentShape, y, t: tIn, contexts: [text.context, text.contextNull], seqLen });
-        const pred = new Float32Array(cond.length);
-        for (let k = 0; k < pred.length; k++) pred[k] = Math.fround(uncond[k] + Math.fround(g * Math.fround(cond[k] - uncond[k])));
-        rec(`noise_pred_cond.${i}`, cond);
-        rec(`noise_pred_uncond.${i}`, uncond);
-        rec(`noise_pred.${i}`, pred);
-        rec(`expert.${i}`, high ? 1 : 0);
-        rec(`guide_scale.${i}`, g);
-        const stepped = sched.step(pred, ts, latent);
-        rec(`step_out.${i}`, stepped); // the solver's output, before ti2v re-blends the image frame
-        latent = firstFrame(stepped.slice());
-        o.onProgress?.('denoise', i + 1, steps, `${((performance.now() - stepStart) / 1000).toFixed(2)} s/it`);
-      }
-      clock('denoise', t0);
-      rec('x0', latent);
-      for (const d of Object.values(dits)) d?.dispose();
-      dits.high = dits.low = dits.dense = undefined;
-      e.pool.trim();
-      aborted(o.signal);
-
-      // --- decode
-      t0 = performance.now();
-      const dec = await vae.decode(latent, latentShape, { tile: o.vaeTile === true, onProgress: (d, n) => o.onProgress?.('decode', d, n) });
-      clock('decode', t0);
-      const [, T, Hout, Wout] = dec.shape;
-      rec('video', dec.video);
-      const frames = toFrames(dec.video, T, Hout, Wout);
-      return { video: dec.video, frames, frameCount: T, height: Hout, width: Wout, x0: latent, latentShape, timings };
-    } finally {
-      vae?.dispose();
-      await vaeSrc.close();
     }
+
+    // --- the diffusion model(s)
+    t0 = performance.now();
+    stageStart();
+    const progress = (what: string) => (n: string, d: number, total: number) => o.onProgress?.('load', d, total, `${what}: ${n}`);
+    if (plan.mode === 'resident' && !vae) vae = await loadVae();
+    if (t.experts) {
+      dits.high = await loadDit(e, files.high!, o.dtype, o.activations, stream, progress('high-noise expert'));
+      if (!oneExpert) dits.low = await loadDit(e, files.low!, o.dtype, o.activations, stream, progress('low-noise expert'));
+    } else {
+      dits.dense = await loadDit(e, files.dit!, o.dtype, o.activations, stream, progress('model'));
+    }
+    clock('load', t0);
+    aborted(o.signal);
+
+    // --- denoising loop
+    t0 = performance.now();
+    const sched = createScheduler(o.solver, o.steps, o.shift, NUM_TRAIN_TIMESTEPS);
+    rec('timesteps', sched.timesteps);
+    rec('sigmas', sched.sigmas);
+    const boundary = t.boundary * NUM_TRAIN_TIMESTEPS;
+    const plane = latH * latW;
+    const firstFrame = (latent: Float32Array) => {
+      // ti2v with image: frame 0 of every channel is the image latent.
+      if (!z0) return latent;
+      for (let c = 0; c < t.zDim; c++) latent.set(z0.subarray(c * plane, (c + 1) * plane), c * f * plane);
+      return latent;
+    };
+    let latent = firstFrame(noise.slice());
+    const steps = sched.timesteps.length;
+    for (let i = 0; i < steps; i++) {
+      aborted(o.signal);
+      const stepStart = performance.now();
+      const ts = sched.timesteps[i];
+      const high = t.experts && ts >= boundary;
+      if (t.experts && !(high ? dits.high : dits.low)) {
+        // One expert on the device: free the other before reading this one (counted as load time).
+        const tl = performance.now();
+        const other = high ? 'low' : 'high';
+        dits[other]?.dispose();
+        dits[other] = undefined;
+        e.pool.trim();
+        dits[high ? 'high' : 'low'] = await loadDit(e, high ? files.high! : files.low!, o.dtype, o.activations, stream, progress(high ? 'high-noise expert' : 'low-noise expert'));
+        clock('load', tl);
+        t0 += performance.now() - tl; // keep the load out of the denoise time
+        aborted(o.signal);
+      }
+      const model = t.experts ? (high ? dits.high! : dits.low!) : dits.dense!;
+      const g = t.experts ? (high ? o.guideScale[1] : o.guideScale[0]) : o.guideScale[0];
+      // ti2v with image: timestep 0 on the first latent frame's tokens, padded with t.
+      let tIn: number | Float32Array = ts;
+      if (z0) {
+        const perToken = new Float32Array(seqLen).fill(ts);
+        perToken.fill(0, 0, (latH / t.patch[1]) * (latW / t.patch[2]));
+        tIn = perToken;
+      }
+      rec(`latent_in.${i}`, latent);
+      const [cond, uncond] = await model.forward({ x: latent, shape: latentShape, y, t: tIn, contexts: [text.context, text.contextNull], seqLen });
+      const pred = new Float32Array(cond.length);
+      for (let k = 0; k < pred.length; k++) pred[k] = Math.fround(uncond[k] + Math.fround(g * Math.fround(cond[k] - uncond[k])));
+      rec(`noise_pred_cond.${i}`, cond);
+      rec(`noise_pred_uncond.${i}`, uncond);
+      rec(`noise_pred.${i}`, pred);
+      rec(`expert.${i}`, high ? 1 : 0);
+      rec(`guide_scale.${i}`, g);
+      const stepped = sched.step(pred, ts, latent);
+      rec(`step_out.${i}`, stepped); // the solver's output, before ti2v re-blends the image frame
+      latent = firstFrame(stepped.slice());
+      o.onProgress?.('denoise', i + 1, steps, `${((performance.now() - stepStart) / 1000).toFixed(2)} s/it`);
+    }
+    clock('denoise', t0);
+    stageEnd('denoise');
+    rec('x0', latent);
+    freeDits();
+    aborted(o.signal);
+
+    // --- decode
+    t0 = performance.now();
+    stageStart();
+    if (!vae) vae = await loadVae();
+    const dec = await vae.decode(latent, latentShape, { tile: plan.vaeTile, onProgress: (d, n) => o.onProgress?.('decode', d, n) });
+    stageEnd('decode');
+    clock('decode', t0);
+    const [, T, Hout, Wout] = dec.shape;
+    rec('video', dec.video);
+    const frames = toFrames(dec.video, T, Hout, Wout);
+    return { video: dec.video, frames, frameCount: T, height: Hout, width: Wout, x0: latent, latentShape, timings, memory: { plan, measured } };
   } finally {
-    for (const d of Object.values(dits)) d?.dispose();
-    e.pool.trim();
+    freeDits();
+    freeVae();
   }
+}
+
+/** The limits of the engine's device that allocation sizes depend on. */
+export function planDevice(e: Engine): PlanDevice {
+  return { maxBufferBytes: e.gpu.maxBufferBytes, maxBindingBytes: e.gpu.maxBindingBytes, storageAlign: e.gpu.storageAlign };
 }
 
 /** save_video's uint8 frames: clamp(-1,1), (x + 1) / 2, * 255, truncated; [T, H, W, 3]. */

@@ -369,7 +369,7 @@ export function choosePlan(p: PlanInput, budgetBytes: number | null, modes: read
       if (budgetBytes === null || plan.peakBytes <= budgetBytes) return { plan, tried };
     }
   }
-  const best = tried.reduce((m, x) => (x.peakBytes < m.peakBytes ? x : m));
+  const best = tried.reduce((m, x) => (x.peakBytes <= m.peakBytes ? x : m)); // ties: the later (lighter) mode
   throw new MemoryPlanError(best, budgetBytes!, tried);
 }
 
@@ -378,6 +378,7 @@ export class MemoryPlanError extends Error {
     const st = best.stages.find((x) => x.stage === best.peakStage)!;
     const hints = ['a smaller --size or --frame_num'];
     if (best.peakStage === 'denoise') hints.unshift('--activations f16 (where the adapter has shader-f16)');
+    if (best.peakStage === 'decode' && !best.vaeTile) hints.unshift('--vae-tile');
     if (best.mode !== 'stream') hints.unshift('--memory-mode stream');
     super(
       `not enough device memory: the lightest plan (--memory-mode ${best.mode}${best.vaeTile ? ', tiled VAE decode' : ''}) needs ${fmtGiB(best.peakBytes)} ` +

@@ -1,5 +1,7 @@
 // Per-task defaults and size rules, as the official wan/configs and generate.py define them.
 // One module owns them: the CLI, the pipelines and `wan info` all read from here.
+import type { DitConfig } from '../dit-config.ts';
+import type { T5Config } from '../t5-config.ts';
 
 export type TaskName = 't2v-A14B' | 'i2v-A14B' | 'ti2v-5B';
 export const TASK_NAMES: readonly TaskName[] = ['t2v-A14B', 'i2v-A14B', 'ti2v-5B'];
@@ -133,4 +135,24 @@ export function parseSize(t: TaskSpec, size: string): SizeCheck {
 
 export function checkFrameNum(n: number): void {
   if (!Number.isInteger(n) || n < 1 || (n - 1) % 4 !== 0) throw new Error(`--frame_num must be 4n+1 (1, 5, 9, ..., 81), got ${n}`);
+}
+
+/** The official WanModel configuration of a task (wan/configs/wan_*.py), for planning without a checkpoint. */
+export function officialDitConfig(t: TaskSpec): DitConfig {
+  const common = { freqDim: 256, textDim: 4096, textLen: TEXT_LEN, eps: 1e-6, patch: t.patch, crossAttnNorm: true, qkNorm: true };
+  if (t.name === 'ti2v-5B') return { modelType: 'ti2v', dim: 3072, ffnDim: 14336, inDim: 48, outDim: 48, numHeads: 24, numLayers: 30, ...common };
+  const i2v = t.name === 'i2v-A14B';
+  return { modelType: i2v ? 'i2v' : 't2v', dim: 5120, ffnDim: 13824, inDim: i2v ? 36 : 16, outDim: 16, numHeads: 40, numLayers: 40, ...common };
+}
+
+/** umT5-XXL's encoder (models_t5_umt5-xxl-enc-bf16.pth), shared by every task. */
+export const UMT5_XXL_CONFIG: T5Config = { vocab: 256384, dim: 4096, dimAttn: 4096, dimFfn: 10240, numHeads: 64, headDim: 64, numLayers: 24, numBuckets: 32, maxDist: 128, eps: 1e-6 };
+
+/** Latent [C, f, h, w] and token counts of a text-only video of width x height x frameNum. */
+export function latentGeometry(t: TaskSpec, width: number, height: number, frameNum: number): { latentShape: [number, number, number, number]; tokens: number; seqLen: number } {
+  const f = Math.floor((frameNum - 1) / t.vaeStride[0]) + 1;
+  const h = Math.floor(height / t.vaeStride[1]);
+  const w = Math.floor(width / t.vaeStride[2]);
+  const tokens = Math.ceil(((h * w) / (t.patch[1] * t.patch[2])) * f);
+  return { latentShape: [t.zDim, f, h, w], tokens, seqLen: tokens };
 }
