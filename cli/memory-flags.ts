@@ -45,7 +45,7 @@ export function memorySettings(values: { memory_mode?: string; max_device_memory
   const env = process.env.WAN_MAX_DEVICE_MEMORY;
   if (env) return { mode, budget: parseByteSize(env, 'WAN_MAX_DEVICE_MEMORY'), budgetSource: 'WAN_MAX_DEVICE_MEMORY' };
   if (e && isCpuAdapter(e)) return { mode, budget: Math.floor(totalmem() * CPU_BUDGET_FRACTION), budgetSource: `CPU adapter: half of ${fmtGiB(totalmem())} system memory` };
-  return { mode, budget: null, budgetSource: 'none (the adapter does not report its memory)' };
+  return { mode, budget: null, budgetSource: 'the adapter does not report its memory' };
 }
 
 /**

@@ -92,7 +92,7 @@ export class Engine {
   // ---------------------------------------------------------------- tensors
 
   /** An uninitialised tensor (contents undefined until a kernel writes it). */
-  empty(shape: readonly number[], dtype: DType = 'f32', label = 'tensor'): Tensor {
+  empty(shape: readonly number[], dtype: DType = 'f32', label = 'tensor', opts: { exactSize?: boolean } = {}): Tensor {
     this.gpu.check(`allocating "${label}"`);
     const numel = numelOf(shape);
     // Segments (only for tensors above the buffer limit) hold whole rows of the largest trailing
@@ -105,7 +105,7 @@ export class Engine {
         break;
       }
     }
-    return new Tensor(this, this.allocStorage(dtype, numel, rowElems, label), shape, label);
+    return new Tensor(this, this.allocStorage(dtype, numel, rowElems, label, opts.exactSize === true), shape, label);
   }
 
   /** A tensor of zeros (cleared on the device, nothing uploaded). */
@@ -306,11 +306,11 @@ export class Engine {
     return { ...this.pool.stats };
   }
 
-  private allocStorage(dtype: DType, numel: number, rowElems: number, label: string): Storage {
+  private allocStorage(dtype: DType, numel: number, rowElems: number, label: string, exact: boolean): Storage {
     const b = dtypeBytes(dtype);
     const total = storageBytes(dtype, numel);
     if (total <= this.gpu.maxBufferBytes) {
-      return new Storage(dtype, numel, [{ buffer: this.pool.acquire(total, label), elem0: 0, elems: numel }]);
+      return new Storage(dtype, numel, [{ buffer: this.pool.acquire(total, label, exact), elem0: 0, elems: numel }]);
     }
     // Too large for one buffer: whole rows per segment; an even element count so half types stay packed.
     const rowBytes = rowElems * b;
@@ -321,7 +321,7 @@ export class Engine {
     const rows = numel / rowElems;
     for (let r = 0; r < rows; r += rowsPer) {
       const elems = Math.min(rowsPer, rows - r) * rowElems;
-      segments.push({ buffer: this.pool.acquire(storageBytes(dtype, elems), label), elem0: r * rowElems, elems });
+      segments.push({ buffer: this.pool.acquire(storageBytes(dtype, elems), label, exact), elem0: r * rowElems, elems });
     }
     return new Storage(dtype, numel, segments);
   }

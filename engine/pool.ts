@@ -54,12 +54,16 @@ export class BufferPool {
    */
   constructor(private gpu: Gpu, private onAllocate: () => void, private beforeTrim: () => void = () => {}) {}
 
-  /** A buffer of at least `bytes` (storage, copy src/dst). */
-  acquire(bytes: number, label: string): GPUBuffer {
+  /**
+   * A buffer of at least `bytes` (storage, copy src/dst): of the request's size class, or with
+   * `exact` of its 256-rounded size (weights: allocated once, so a size class would only waste up
+   * to a third of them; a streamed block's tensors come back with the same exact sizes).
+   */
+  acquire(bytes: number, label: string, exact = false): GPUBuffer {
     if (bytes > this.gpu.maxBufferBytes) {
       throw new Error(`${label}: a single buffer of ${bytes} bytes exceeds the device buffer limit ${this.gpu.maxBufferBytes}`);
     }
-    const size = sizeClass(bytes, this.gpu.maxBufferBytes);
+    const size = exact ? Math.max(256, Math.ceil(bytes / 256) * 256) : sizeClass(bytes, this.gpu.maxBufferBytes);
     const list = this.free.get(size);
     let buf = list?.pop();
     if (!buf) {

@@ -26,6 +26,8 @@ export interface UploadOptions {
    * the current one computes inside its scope, which would otherwise adopt and free it).
    */
   unscoped?: boolean;
+  /** Allocate the 256-rounded size instead of the pool's size class (model weights: see BufferPool.acquire). */
+  exactSize?: boolean;
 }
 
 export interface UploadStats {
@@ -119,7 +121,7 @@ export async function uploadTensor(e: Engine, src: TensorSource, name: string, o
   const dtype = opts.dtype ?? 'bf16';
   const numel = info.shape.reduce((a, b) => a * b, 1);
   const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK;
-  const t = e.empty(info.shape, dtype, opts.label ?? name);
+  const t = e.empty(info.shape, dtype, opts.label ?? name, { exactSize: opts.exactSize });
   if (opts.unscoped) e.detach(t);
   try {
     if (numel === 0) return t;

@@ -81,3 +81,16 @@ export function parameterCount(src: TensorSource): number {
   for (const name of src.names()) n += src.info(name).shape.reduce((a, b) => a * b, 1);
   return n;
 }
+
+/**
+ * Default bound on the FFN hidden state computed at once: above it, WanDiT runs the feed-forward in
+ * token chunks (the [tokens, ffn_dim] state is the block's largest tensor: 3.1 GB at 720p for ti2v-5B
+ * in f32 with CFG).
+ */
+export const FFN_CHUNK_BYTES = 256 * 2 ** 20;
+
+/** Rows (tokens x batch) per FFN chunk: all of them when the hidden state fits `limitBytes`. */
+export function ffnChunkRows(rows: number, ffnDim: number, elemBytes: number, limitBytes: number = FFN_CHUNK_BYTES): number {
+  if (rows * ffnDim * elemBytes <= limitBytes) return rows;
+  return Math.max(1, Math.floor(limitBytes / (ffnDim * elemBytes)));
+}

@@ -6,7 +6,7 @@
 import { Engine, Tensor, ops, type DType } from '../engine/index.ts';
 import { checkTensors, type TensorSource } from '../loaders/source.ts';
 import { uploadTensor, type UploadStats } from '../loaders/upload.ts';
-import { inferDitConfig, type DitConfig } from './dit-config.ts';
+import { FFN_CHUNK_BYTES, ffnChunkRows, inferDitConfig, type DitConfig } from './dit-config.ts';
 
 type GridSize = [number, number, number];
 
@@ -107,7 +107,7 @@ export function ditBlockTensorNames(i: number, cfg: DitConfig): string[] {
 async function loadBlock(e: Engine, src: TensorSource, cfg: DitConfig, i: number, dtype: DType, unscoped: boolean, stats: UploadStats, onTensor?: (name: string) => void): Promise<LoadedBlock> {
   const tensors: Tensor[] = [];
   const get = async (name: string, kind: 'weight' | 'f32', shape?: number[]) => {
-    const t = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape, unscoped }, stats);
+    const t = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape, unscoped, exactSize: true }, stats);
     tensors.push(t);
     onTensor?.(name);
     return t;
@@ -227,6 +227,8 @@ class StreamedBlocks implements BlockStore {
 export class WanDiT {
   /** Activation dtype of the blocks (set at load; may be changed between forwards). */
   activations: ActivationDType = 'f32';
+  /** The FFN runs in token chunks when its hidden state would pass this many bytes (see feedForward). */
+  ffnChunkBytes: number = FFN_CHUNK_BYTES;
 
   private constructor(
     readonly e: Engine,
@@ -265,7 +267,7 @@ export class WanDiT {
     const stats: UploadStats = { overflows: 0 };
     const loaded: Tensor[] = [];
     const get = async (name: string, kind: 'weight' | 'f32', shape?: number[]) => {
-      const t = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape }, stats);
+      const t = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape, exactSize: true }, stats);
       loaded.push(t);
       opts.onTensor?.(name, ++done, total);
       return t;
@@ -508,14 +510,45 @@ export class WanDiT {
     // feed-forward on the modulated norm2
     const f = ops.layerNormModulate(e, x2, chunk(3), chunk(4), { eps: cfg.eps, outDtype });
     if (trace) await trace('block0.ffn_in', f);
-    const hidden = this.linear(f, blk.ffn0, { activation: 'gelu_tanh', outDtype });
-    free(f);
-    const ff = this.linear(hidden, blk.ffn2, { outDtype: 'f32' });
-    free(hidden);
+    const ff = this.feedForward(f, blk); // frees f
     if (trace) await trace('block0.ffn_out', ff);
     const out = ops.gatedResidual(e, x2, ff, chunk(5));
     free(ff, x2, mod);
     return out;
+  }
+
+  /**
+   * ffn.2(gelu_tanh(ffn.0(f))) -> f32. When the hidden state [rows, ffn_dim] would pass
+   * `ffnChunkBytes`, the rows run in chunks (copied out and back: C-wide copies, cheap beside the
+   * two matmuls), so the block's peak no longer grows with ffn_dim x tokens. Frees `f` as soon as
+   * it is read.
+   */
+  private feedForward(f: Tensor, blk: Block): Tensor {
+    const e = this.e;
+    const C = this.config.dim;
+    const rows = f.numel / C;
+    const per = ffnChunkRows(rows, this.config.ffnDim, f.dtype === 'f16' ? 2 : 4, this.ffnChunkBytes);
+    if (per >= rows) {
+      const hidden = this.linear(f, blk.ffn0, { activation: 'gelu_tanh', outDtype: f.dtype as ActivationDType });
+      f.dispose();
+      const ff = this.linear(hidden, blk.ffn2, { outDtype: 'f32' });
+      hidden.dispose();
+      return ff;
+    }
+    const ff = e.empty(f.shape, 'f32', 'ffn out');
+    for (let r0 = 0; r0 < rows; r0 += per) {
+      const n = Math.min(per, rows - r0);
+      const fc = e.empty([n, C], f.dtype, 'ffn in chunk');
+      e.copyElements(f, r0 * C, fc, 0, n * C);
+      const hc = this.linear(fc, blk.ffn0, { activation: 'gelu_tanh', outDtype: f.dtype as ActivationDType });
+      fc.dispose();
+      const oc = this.linear(hc, blk.ffn2, { outDtype: 'f32' });
+      hc.dispose();
+      e.copyElements(oc, 0, ff, r0 * C, n * C);
+      oc.dispose();
+    }
+    f.dispose();
+    return ff;
   }
 
   /** [G, ...] -> [B*G, ...] by copying (per-token modulation shared by the CFG batch). */

@@ -55,7 +55,7 @@ const BLOCK_TENSORS = (cfg: T5Config, i: number): [keyof Block, string, 'weight'
 async function loadT5Block(e: Engine, src: TensorSource, cfg: T5Config, i: number, dtype: DType, unscoped: boolean, stats: UploadStats): Promise<Block> {
   const got: Partial<Block> = {};
   try {
-    for (const [key, name, kind, shape] of BLOCK_TENSORS(cfg, i)) got[key] = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape, unscoped }, stats);
+    for (const [key, name, kind, shape] of BLOCK_TENSORS(cfg, i)) got[key] = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape, unscoped, exactSize: true }, stats);
     return got as Block;
   } catch (err) {
     for (const t of Object.values(got)) t.dispose();
@@ -142,7 +142,7 @@ export class UmT5Encoder {
     const stats: UploadStats = { overflows: 0 };
     const loaded: Tensor[] = [];
     const get = async (name: string, kind: 'weight' | 'f32', shape: number[]) => {
-      const t = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape }, stats);
+      const t = await uploadTensor(e, src, name, { dtype: kind === 'weight' ? dtype : 'f32', shape, exactSize: true }, stats);
       loaded.push(t);
       return t;
     };

@@ -16,7 +16,7 @@ import { loadFixture } from '../loaders/fixture.ts';
 import { generate, type GenerateResult } from '../model/pipelines/generate.ts';
 import { taskSpec } from '../model/pipelines/tasks.ts';
 import type { MemoryMode } from '../model/pipelines/memory-plan.ts';
-import { fixturesDir, randn } from './helpers.ts';
+import { fixturesDir, randn, relL2 } from './helpers.ts';
 
 let e: Engine;
 let dev: PlanDevice;
@@ -42,6 +42,8 @@ describe('DiT forward: predicted vs measured peak device memory', () => {
     { name: 'ti2v, one timestep, resident, f32', perToken: false, stream: false, activations: 'f32' as const },
     { name: 'ti2v, per-token timesteps, streamed, f32', perToken: true, stream: true, activations: 'f32' as const },
     { name: 'ti2v, one timestep, streamed, f16', perToken: false, stream: true, activations: 'f16' as const },
+    { name: 'ti2v, per-token timesteps, resident, f32, FFN in token chunks', perToken: true, stream: false, activations: 'f32' as const, ffnChunkBytes: 60000 },
+    { name: 'ti2v, one timestep, streamed, f16, FFN in token chunks', perToken: false, stream: true, activations: 'f16' as const, ffnChunkBytes: 40000 },
   ];
   for (const c of cases) {
     it(c.name, async () => {
@@ -55,15 +57,24 @@ describe('DiT forward: predicted vs measured peak device memory', () => {
       const input = { x: randn(48 * 2 * 8 * 12, 1, 1), shape, t, contexts: [randn(7 * arch.textDim, 2, 0.5), randn(arch.textLen * arch.textDim, 3, 0.5)], seqLen };
       const src = new SyntheticTensorSource(specs);
       const cfg = inferDitConfig(src, ditConfigJson(arch));
+      let outs: Float32Array[] = [];
       const measured = await measure(async () => {
         const dit = await WanDiT.load(e, src, ditConfigJson(arch), { stream: c.stream, activations: c.activations });
+        if (c.ffnChunkBytes) dit.ffnChunkBytes = c.ffnChunkBytes;
         await dit.forward(input);
-        await dit.forward(input);
+        outs = await dit.forward(input);
         dit.dispose();
       });
+      if (c.ffnChunkBytes) {
+        // The chunked FFN computes the same rows (up to the matmul variant a chunk's row count selects).
+        const whole = await WanDiT.load(e, src, ditConfigJson(arch), { activations: c.activations });
+        const want = await whole.forward(input);
+        whole.dispose();
+        for (let b = 0; b < 2; b++) expect(relL2(outs[b], want[b])).toBeLessThan(c.activations === 'f16' ? 1e-3 : 1e-6);
+      }
       await new Promise((r) => setTimeout(r, 50));
       const w = ditWeightBytes(cfg, 'bf16', dev);
-      const act = ditForwardPeak(cfg, { batch: 2, tokens, seqLen, perTokenTimesteps: c.perToken, gridMax: 6, activations: c.activations }, dev);
+      const act = ditForwardPeak(cfg, { batch: 2, tokens, seqLen, perTokenTimesteps: c.perToken, gridMax: 6, activations: c.activations, ffnChunkBytes: c.ffnChunkBytes }, dev);
       const predicted = residentWeightBytes(w, c.stream) + act.peakBytes;
       console.log(`dit ${c.name}: predicted ${predicted} B (weights ${residentWeightBytes(w, c.stream)}, peak at ${act.at}), measured ${measured} B`);
       expect(Math.abs(predicted - measured) / measured).toBeLessThan(0.02); // the issue asks for 10%; the replay is exact here

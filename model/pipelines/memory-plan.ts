@@ -17,7 +17,7 @@
 // host-visible buffers (uniforms, readback staging) are outside the pool and left out.
 import { storageBytes, type DType } from '../../engine/dtype.ts';
 import { sizeClass } from '../../engine/pool.ts';
-import type { DitConfig } from '../dit-config.ts';
+import { ffnChunkRows, type DitConfig } from '../dit-config.ts';
 import type { T5Config } from '../t5-config.ts';
 import { officialVaeArchitecture, vaeDecodePeakBytes, type VaeArchitecture } from '../vae/memory.ts';
 import type { TaskSpec } from './tasks.ts';
@@ -35,11 +35,15 @@ export interface PlanDevice {
 /** Dawn on lavapipe (and a typical discrete GPU's buffer limit); pass the engine's own for accuracy. */
 export const DEFAULT_PLAN_DEVICE: PlanDevice = { maxBufferBytes: 4294967040, maxBindingBytes: 134217728, storageAlign: 256 };
 
-/** Pool bytes of a tensor as Engine.empty allocates it (segments above the buffer limit, size classes). */
-export function tensorPoolBytes(shape: readonly number[], dtype: DType, maxBufferBytes: number): number {
+/**
+ * Pool bytes of a tensor as Engine.empty allocates it (segments above the buffer limit; size classes,
+ * or the 256-rounded size for `exact` allocations: the DiT's and umT5's weights).
+ */
+export function tensorPoolBytes(shape: readonly number[], dtype: DType, maxBufferBytes: number, exact = false): number {
   const numel = shape.reduce((a, b) => a * b, 1);
   const total = storageBytes(dtype, numel);
-  if (total <= maxBufferBytes) return sizeClass(total, maxBufferBytes);
+  const size = (bytes: number) => (exact ? Math.max(256, Math.ceil(bytes / 256) * 256) : sizeClass(bytes, maxBufferBytes));
+  if (total <= maxBufferBytes) return size(total);
   let rowElems = 1;
   for (let k = 1; k <= shape.length; k++) {
     const r = shape.slice(k).reduce((a, b) => a * b, 1);
@@ -53,7 +57,7 @@ export function tensorPoolBytes(shape: readonly number[], dtype: DType, maxBuffe
   if (b === 2 && rowElems % 2 === 1 && rowsPer % 2 === 1) rowsPer--;
   const rows = numel / rowElems;
   let sum = 0;
-  for (let r = 0; r < rows; r += rowsPer) sum += sizeClass(storageBytes(dtype, Math.min(rowsPer, rows - r) * rowElems), maxBufferBytes);
+  for (let r = 0; r < rows; r += rowsPer) sum += size(storageBytes(dtype, Math.min(rowsPer, rows - r) * rowElems));
   return sum;
 }
 
@@ -84,8 +88,8 @@ export function ditWeightBytes(cfg: DitConfig, dtype: DType, dev: PlanDevice = D
   const C = cfg.dim;
   const F = cfg.ffnDim;
   const pv = cfg.patch[0] * cfg.patch[1] * cfg.patch[2];
-  const w = (shape: number[]) => tensorPoolBytes(shape, dtype, dev.maxBufferBytes);
-  const f = (shape: number[]) => tensorPoolBytes(shape, 'f32', dev.maxBufferBytes);
+  const w = (shape: number[]) => tensorPoolBytes(shape, dtype, dev.maxBufferBytes, true);
+  const f = (shape: number[]) => tensorPoolBytes(shape, 'f32', dev.maxBufferBytes, true);
   const lin = (out: number, inp: number) => w([out, inp]) + f([out]);
   const nonBlock =
     w([C, cfg.inDim, ...cfg.patch]) + f([C]) +
@@ -125,6 +129,8 @@ export interface DitForwardShape {
   /** The largest token-grid side (rows of the RoPE table). */
   gridMax: number;
   activations?: 'f32' | 'f16';
+  /** WanDiT.ffnChunkBytes (default FFN_CHUNK_BYTES). */
+  ffnChunkBytes?: number;
 }
 
 /** Peak activation bytes of one WanDiT.forward (the RoPE table included), replaying model/dit.ts. */
@@ -201,10 +207,25 @@ export function ditForwardPeak(cfg: DitConfig, s: DitForwardShape, dev: PlanDevi
   const x2 = L.alloc([B, S, C], 'f32', 'cross-attention residual');
   L.free(ca, x1);
   const fIn = L.alloc([B, S, C], a, 'ffn');
-  const hidden = L.alloc([B, S, cfg.ffnDim], a, 'ffn hidden');
-  L.free(fIn);
-  const ff = L.alloc([B, S, C], 'f32', 'ffn out');
-  L.free(hidden);
+  const per = ffnChunkRows(B * S, cfg.ffnDim, a === 'f16' ? 2 : 4, s.ffnChunkBytes);
+  let ff: number;
+  if (per >= B * S) {
+    const hidden = L.alloc([B, S, cfg.ffnDim], a, 'ffn hidden');
+    L.free(fIn);
+    ff = L.alloc([B, S, C], 'f32', 'ffn out');
+    L.free(hidden);
+  } else {
+    ff = L.alloc([B, S, C], 'f32', 'ffn out');
+    for (let r0 = 0; r0 < B * S; r0 += per) {
+      const n = Math.min(per, B * S - r0);
+      const fc = L.alloc([n, C], a, 'ffn chunk');
+      const hc = L.alloc([n, cfg.ffnDim], a, 'ffn hidden chunk');
+      L.free(fc);
+      const oc = L.alloc([n, C], 'f32', 'ffn chunk out');
+      L.free(hc, oc);
+    }
+    L.free(fIn);
+  }
   const out = L.alloc([B, S, C], 'f32', 'block out');
   L.free(ff, x2, mod, x);
   x = out;
@@ -219,8 +240,8 @@ export function ditForwardPeak(cfg: DitConfig, s: DitForwardShape, dev: PlanDevi
 
 /** Pool bytes of the umT5 encoder's device weights (the token embedding stays in the file). */
 export function t5WeightBytes(cfg: T5Config, dtype: DType, dev: PlanDevice = DEFAULT_PLAN_DEVICE): WeightBytes {
-  const w = (shape: number[]) => tensorPoolBytes(shape, dtype, dev.maxBufferBytes);
-  const f = (shape: number[]) => tensorPoolBytes(shape, 'f32', dev.maxBufferBytes);
+  const w = (shape: number[]) => tensorPoolBytes(shape, dtype, dev.maxBufferBytes, true);
+  const f = (shape: number[]) => tensorPoolBytes(shape, 'f32', dev.maxBufferBytes, true);
   const { dim, dimAttn, dimFfn } = cfg;
   const block = 2 * f([dim]) + 3 * w([dimAttn, dim]) + w([dim, dimAttn]) + 2 * w([dimFfn, dim]) + w([dim, dimFfn]);
   const nonBlock = f([dim]);
