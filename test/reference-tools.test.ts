@@ -102,3 +102,17 @@ describe.skipIf(!hasTorch || !hasRepo)('tools/reference/dump_fixtures.py (WAN_RE
     }
   });
 });
+
+describe.skipIf(!hasTorch || !hasRepo)('bench/pipeline_torch.py (WAN_REPO, torch)', () => {
+  it('times the official t2v pipeline on the tiny fixture and produces the fixture video', { timeout: 60_000 }, () => {
+    const py = new URL('../bench/pipeline_torch.py', import.meta.url).pathname;
+    const r = spawnSync(python, [py, '--wan-repo', repo!, '--fixture', join(fixturesDir, 'pipeline.t2v'), '--runs', '1', '--threads', '2'], { encoding: 'utf8', timeout: 50_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const t = JSON.parse(r.stdout.trim().split('\n').slice(-1)[0]);
+    expect(t.task).toBe('t2v-A14B');
+    expect(t.video_shape).toEqual([3, 9, 32, 48]);
+    for (const k of ['load', 'text', 'denoise', 'decode', 'generate', 'total']) expect(t[k], k).toBeGreaterThan(0);
+    expect(t.total).toBeCloseTo(t.load + t.generate, 6);
+    expect(t.video_rel_l2_vs_fixture).toBeLessThan(1e-4);
+  });
+});
