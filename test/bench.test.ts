@@ -155,3 +155,23 @@ describe('npm run bench -- pipeline (smoke)', () => {
     expect(parts).toBeLessThanOrEqual(total * 1.001);
   });
 });
+
+describe('npm run bench -- scale (smoke, tiny width)', () => {
+  it('--json: a load row and a forward row per token count and mode, the measured peak equal to the prediction', { timeout: 120_000 }, async () => {
+    const { stdout } = await run(process.execPath, [bench, 'scale', '--json', '--task', 't2v-A14B', '--dim', '64', '--heads', '2', '--ffn', '96', '--tokens', '32,64', '--layers', '2'], {
+      maxBuffer: 1 << 24,
+      env: { ...process.env, WAN_TUNE: 'off' },
+    });
+    const rows = JSON.parse(stdout) as Record<string, any>[];
+    expect(rows.map((r) => `${r.mode} ${r.kind} ${r.tokens ?? ''}`.trim())).toEqual(['resident load', 'resident forward 32', 'resident forward 64', 'stream load', 'stream forward 32', 'stream forward 64']);
+    for (const r of rows.filter((r) => r.kind === 'forward')) {
+      expect(r.seconds).toBeGreaterThan(0);
+      expect(r.measuredPeakBytes).toBe(r.predictedPeakBytes);
+      expect(r.attentionFlopShare).toBeGreaterThan(0);
+      expect(r.fullModelSecondsEstimate).toBeCloseTo((r.seconds / 2) * 40, 6); // 40 A14B layers
+    }
+    // Streaming holds one block instead of all: its full-model prediction is the smaller.
+    const full = (mode: string) => rows.find((r) => r.mode === mode && r.tokens === 64)!.fullModelPredictedPeakBytes;
+    expect(full('stream')).toBeLessThan(full('resident'));
+  });
+});
