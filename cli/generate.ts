@@ -236,7 +236,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     .map(([k, v]) => `${k} ${fmtTime(v!)}`)
     .join(', ');
   console.log(`${res.frameCount} frames ${res.width}x${res.height} at ${fps} fps -> ${saveFile}`);
-  console.log(`time: ${fmtTime((performance.now() - started) / 1000)} (${stages}); peak device memory ${fmtBytes(mem.peakAllocatedBytes)}`);
+  console.log(`time: ${fmtTime((performance.now() - started) / 1000)} (${stages}); peak device memory ${fmtBytes(mem.peakLiveBytes)} in tensors, ${fmtBytes(mem.peakAllocatedBytes)} allocated (with the pool's cached buffers)`);
   for (const line of planLines(res.memory.plan, res.memory.measured)) console.log(line);
   return 0;
 }
