@@ -68,12 +68,14 @@ export async function planCommand(argv: string[]): Promise<number> {
       : { dit: officialDitConfig(task), t5: UMT5_XXL_CONFIG, vae: officialVaeArchitecture(task.vae) };
     const g = latentGeometry(task, size.width, size.height, frameNum);
     const input: PlanInput = { task, dit: arch.dit, t5: arch.t5, vae: arch.vae, latentShape: g.latentShape, seqLen: g.seqLen, image, dtype, activations, device: e ? planDevice(e) : DEFAULT_PLAN_DEVICE };
-    const plans = MEMORY_MODES.flatMap((m: MemoryMode) => (values.vae_tile ? [planMemory(input, m, true)] : m === 'stream' ? [planMemory(input, m, false), planMemory(input, m, true)] : [planMemory(input, m, false)]));
+    const plans = MEMORY_MODES.flatMap((m: MemoryMode) =>
+      m !== 'stream' ? [planMemory(input, m, values.vae_tile === true)] : [...(values.vae_tile ? [] : [planMemory(input, m, false)]), planMemory(input, m, true), planMemory(input, m, true, true)],
+    );
     const mode = resolveMode(settings, null);
     let chosen: string;
     try {
       const c = choosePlan(input, mode === 'auto' ? settings.budget : null, mode === 'auto' ? MEMORY_MODES : [mode], values.vae_tile ? true : undefined);
-      chosen = `${c.plan.mode}${c.plan.vaeTile ? ' (tiled VAE decode)' : ''}`;
+      chosen = planLines(c.plan)[0].replace(/^memory mode /, '').replace(/: predicted.*$/, '');
     } catch (err) {
       if (!(err instanceof MemoryPlanError)) throw err;
       chosen = `none fits: ${err.message}`;

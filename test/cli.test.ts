@@ -117,7 +117,7 @@ describe('wan info <ckpt_dir>', () => {
     expect(r.stdout).toMatch(/^wan generate would use: /m);
     const j = JSON.parse((await wanRun(['info', '--plan', '--task', 't2v-A14B', '--size', '832*480', '--frame_num', '81', '--json', '--no-device', '--max-device-memory', '1TB'])).stdout);
     expect(j.chosen).toBe('resident');
-    expect(j.plans.map((p: any) => p.mode)).toEqual(['resident', 'offload', 'stream', 'stream']);
+    expect(j.plans.map((p: any) => `${p.mode}${p.vaeTile ? '+tile' : ''}${p.cfgSequential ? '+seq' : ''}`)).toEqual(['resident', 'offload', 'stream', 'stream+tile', 'stream+tile+seq']);
     // Streaming holds far less than resident: both 14 B experts vs one block.
     expect(j.plans[2].stages.find((s: any) => s.stage === 'denoise').weightBytes).toBeLessThan(j.plans[0].stages.find((s: any) => s.stage === 'denoise').weightBytes / 20);
   });

@@ -17,7 +17,7 @@ import { UmT5Encoder, sequenceLengths } from '../t5.ts';
 import { inferT5Config, type T5Config } from '../t5-config.ts';
 import { UmT5Tokenizer } from '../tokenizer.ts';
 import { WanVAE, type VaeArchitecture } from '../vae/index.ts';
-import { MEMORY_MODES, choosePlan, type MemoryMode, type MemoryPlan, type PlanDevice, type PlanInput, type PlanStage } from './memory-plan.ts';
+import { MEMORY_MODES, choosePlan, planMemory, type MemoryMode, type MemoryPlan, type PlanDevice, type PlanInput, type PlanStage } from './memory-plan.ts';
 import { NUM_TRAIN_TIMESTEPS, SAMPLE_NEG_PROMPT, checkFrameNum, type TaskSpec } from './tasks.ts';
 
 export type Stage = 'load' | 'text' | 'encode' | 'denoise' | 'decode';
@@ -59,6 +59,8 @@ export interface GenerateOptions {
    * Default: 'auto' when a budget is given, else 'offload' with offloadModel, else 'resident'.
    */
   memoryMode?: MemoryMode | 'auto';
+  /** Run the guidance passes one after the other even when the batch fits (see MemoryPlan.cfgSequential). */
+  cfgSequential?: boolean;
   /** Device-memory budget in bytes for 'auto' (null / absent: no budget, the first candidate mode). */
   maxDeviceMemory?: number | null;
   /** Called with the chosen memory plan before anything is loaded. */
@@ -227,7 +229,8 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
     activations: o.activations,
     device: planDevice(e),
   };
-  const { plan } = choosePlan(planInput, o.maxDeviceMemory ?? null, candidateModes(o), o.vaeTile ? true : undefined);
+  let { plan } = choosePlan(planInput, o.maxDeviceMemory ?? null, candidateModes(o), o.vaeTile ? true : undefined);
+  if (o.cfgSequential && !plan.cfgSequential) plan = planMemory(planInput, plan.mode, plan.vaeTile, true);
   o.onPlan?.(plan);
   const stream = plan.mode === 'stream';
   const oneExpert = plan.mode !== 'resident';
@@ -358,7 +361,10 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
         tIn = perToken;
       }
       rec(`latent_in.${i}`, latent);
-      const [cond, uncond] = await model.forward({ x: latent, shape: latentShape, y, t: tIn, contexts: [text.context, text.contextNull], seqLen });
+      const input = { x: latent, shape: latentShape, y, t: tIn, seqLen };
+      const [cond, uncond] = plan.cfgSequential
+        ? [(await model.forward({ ...input, contexts: [text.context] }))[0], (await model.forward({ ...input, contexts: [text.contextNull] }))[0]]
+        : await model.forward({ ...input, contexts: [text.context, text.contextNull] });
       const pred = new Float32Array(cond.length);
       for (let k = 0; k < pred.length; k++) pred[k] = Math.fround(uncond[k] + Math.fround(g * Math.fround(cond[k] - uncond[k])));
       rec(`noise_pred_cond.${i}`, cond);

@@ -149,7 +149,10 @@ export function ditForwardPeak(cfg: DitConfig, s: DitForwardShape, dev: PlanDevi
   // --- embeddings (held until the forward ends)
   L.alloc([Lr, cfg.inDim * pv], 'f32', 'patches');
   L.alloc([Lr, C], 'f32', 'patch tokens');
-  let x = S === Lr && B === 1 ? 0 : L.alloc([B, S, C], 'f32', 'x tokens');
+  // The residual stream entering a block: a padded copy of the tokens, or (one unpadded context) a
+  // view of them for block 0 and the previous block's output from block 1 on, the steady state.
+  const view = S === Lr && B === 1;
+  let x = view && cfg.numLayers === 1 ? 0 : L.alloc([B, S, C], 'f32', view ? 'block input' : 'x tokens');
   L.alloc([G, cfg.freqDim], 'f32', 'time');
   for (let i = 0; i < 3; i++) L.alloc([G, C], 'f32', 'time');
   L.alloc([G, 6 * C], 'f32', 'time');
@@ -302,6 +305,11 @@ export interface MemoryPlan {
   mode: MemoryMode;
   /** The VAE decodes in spatial tiles. */
   vaeTile: boolean;
+  /**
+   * Classifier-free guidance as two forwards (cond, then uncond) instead of one batch of two: half
+   * the DiT's activations, twice the weight traffic of a streamed model. The last resort of 'auto'.
+   */
+  cfgSequential: boolean;
   stages: StagePlan[];
   peakBytes: number;
   /** The stage holding the peak. */
@@ -329,7 +337,7 @@ export interface PlanInput {
 }
 
 /** The prediction of one mode. */
-export function planMemory(p: PlanInput, mode: MemoryMode, vaeTile = false): MemoryPlan {
+export function planMemory(p: PlanInput, mode: MemoryMode, vaeTile = false, cfgSequential = false): MemoryPlan {
   const dev = p.device ?? DEFAULT_PLAN_DEVICE;
   const dtype = p.dtype ?? 'bf16';
   const stream = mode === 'stream';
@@ -357,7 +365,7 @@ export function planMemory(p: PlanInput, mode: MemoryMode, vaeTile = false): Mem
   const [pt, ph, pw] = p.dit.patch;
   const grid = [f / pt, lh / ph, lw / pw];
   const act = ditForwardPeak(p.dit, {
-    batch: 2,
+    batch: cfgSequential ? 1 : 2,
     tokens: grid[0] * grid[1] * grid[2],
     seqLen: p.seqLen,
     perTokenTimesteps: p.task.flavour === 'ti2v' && p.image,
@@ -367,7 +375,7 @@ export function planMemory(p: PlanInput, mode: MemoryMode, vaeTile = false): Mem
   stages.push({ stage: 'denoise', peakBytes: ditWeights + vaeResident + act.peakBytes, weightBytes: ditWeights + vaeResident, at: `DiT ${act.at}` });
   stages.push({ stage: 'decode', peakBytes: dec.peakBytes, weightBytes: dec.weightBytes, at: `VAE ${dec.at}` });
   const top = stages.reduce((m, x) => (x.peakBytes > m.peakBytes ? x : m));
-  return { mode, vaeTile, stages, peakBytes: top.peakBytes, peakStage: top.stage };
+  return { mode, vaeTile, cfgSequential, stages, peakBytes: top.peakBytes, peakStage: top.stage };
 }
 
 export interface PlanChoice {
@@ -378,14 +386,19 @@ export interface PlanChoice {
 
 /**
  * The lightest-touch plan that fits `budgetBytes`: resident, then offload, then stream, then stream
- * with a tiled VAE decode; `modes` narrows the candidates (an explicit --memory-mode or
- * --offload_model). Throws a MemoryPlanError saying what the lightest plan needs when none fits.
+ * with a tiled VAE decode, then that with the guidance passes one after the other; `modes` narrows
+ * the candidates (an explicit --memory-mode or --offload_model). Throws a MemoryPlanError saying what
+ * the lightest plan needs when none fits.
  */
 export function choosePlan(p: PlanInput, budgetBytes: number | null, modes: readonly MemoryMode[] = MEMORY_MODES, vaeTile?: boolean): PlanChoice {
   const tried: MemoryPlan[] = [];
+  const last = modes[modes.length - 1];
   for (const mode of modes) {
-    for (const tile of vaeTile === undefined ? (mode === 'stream' ? [false, true] : [false]) : [vaeTile]) {
-      const plan = planMemory(p, mode, tile);
+    const tiles = vaeTile === undefined ? (mode === last ? [false, true] : [false]) : [vaeTile];
+    const variants: [boolean, boolean][] = tiles.map((t) => [t, false]);
+    if (mode === last) variants.push([tiles[tiles.length - 1], true]);
+    for (const [tile, seq] of variants) {
+      const plan = planMemory(p, mode, tile, seq);
       tried.push(plan);
       if (budgetBytes === null || plan.peakBytes <= budgetBytes) return { plan, tried };
     }
@@ -402,7 +415,7 @@ export class MemoryPlanError extends Error {
     if (best.peakStage === 'decode' && !best.vaeTile) hints.unshift('--vae-tile');
     if (best.mode !== 'stream') hints.unshift('--memory-mode stream');
     super(
-      `not enough device memory: the lightest plan (--memory-mode ${best.mode}${best.vaeTile ? ', tiled VAE decode' : ''}) needs ${fmtGiB(best.peakBytes)} ` +
+      `not enough device memory: the lightest plan (--memory-mode ${best.mode}${best.vaeTile ? ', tiled VAE decode' : ''}${best.cfgSequential ? ', guidance passes one at a time' : ''}) needs ${fmtGiB(best.peakBytes)} ` +
         `at its peak (${best.peakStage}: ${st.at}), the budget is ${fmtGiB(budgetBytes)}. Try ${hints.join(', or ')}; ` +
         `or raise --max-device-memory if the device has more.`,
     );
