@@ -150,15 +150,15 @@ export class Engine {
   }
 
   /** A tensor holding `data` (converted to `dtype` on the host: bf16 rounds to nearest even). */
-  upload(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32', label = 'tensor'): Tensor {
+  upload(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32', label = 'tensor', opts: { exactSize?: boolean } = {}): Tensor {
     const n = numelOf(shape);
     if (data.length !== n) throw new Error(`upload "${label}": ${data.length} values for shape [${shape}] (${n} elements)`);
-    return this.uploadBytes(encode(dtype, data), shape, dtype, label);
+    return this.uploadBytes(encode(dtype, data), shape, dtype, label, opts);
   }
 
   /** A tensor from bytes already in the device layout of `dtype` (little endian, halves packed). */
-  uploadBytes(bytes: Uint8Array, shape: readonly number[], dtype: DType, label = 'tensor'): Tensor {
-    const t = this.empty(shape, dtype, label);
+  uploadBytes(bytes: Uint8Array, shape: readonly number[], dtype: DType, label = 'tensor', opts: { exactSize?: boolean } = {}): Tensor {
+    const t = this.empty(shape, dtype, label, opts);
     const need = t.numel * dtypeBytes(dtype);
     if (bytes.byteLength < need) throw new Error(`upload "${label}": ${bytes.byteLength} bytes for ${need}`);
     this.writeTensor(t, bytes);

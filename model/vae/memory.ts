@@ -78,13 +78,14 @@ class Ledger {
     private readonly where: () => string,
   ) {}
 
-  /** Pool bytes of a tensor with `rows` leading rows of `rowBytes` each. */
-  bytes(rows: number, rowBytes: number): number {
+  /** Pool bytes of a tensor with `rows` leading rows of `rowBytes` each (`exact`: weights, 256-rounded, no size class). */
+  bytes(rows: number, rowBytes: number, exact = false): number {
+    const size = (b: number) => (exact ? Math.max(256, Math.ceil(b / 256) * 256) : sizeClass(b, this.maxBuffer));
     const total = rows * rowBytes;
-    if (total <= this.maxBuffer) return sizeClass(total, this.maxBuffer);
+    if (total <= this.maxBuffer) return size(total);
     const per = Math.max(1, Math.floor(this.maxBuffer / rowBytes));
     let sum = 0;
-    for (let r = 0; r < rows; r += per) sum += sizeClass(Math.min(per, rows - r) * rowBytes, this.maxBuffer);
+    for (let r = 0; r < rows; r += per) sum += size(Math.min(per, rows - r) * rowBytes);
     return sum;
   }
 
@@ -132,7 +133,7 @@ export function vaeDecodePeakBytes(version: VaeVersion, width: number, height: n
   // Weights: every tensor of both coders, as loaded.
   const weights = vaeWeightShapes(version, arch);
   let weightBytes = 0;
-  for (const { shape, isWeight } of weights) weightBytes += L.bytes(shape[0], (shape.slice(1).reduce((a, b) => a * b, 1) * (isWeight ? wBytes : 4)));
+  for (const { shape, isWeight } of weights) weightBytes += L.bytes(shape[0], shape.slice(1).reduce((a, b) => a * b, 1) * (isWeight ? wBytes : 4), true);
   L.alloc(weightBytes);
 
   // The decoder walk of one steady chunk. Cache slots are taken in call order; a slot holds 2 frames.

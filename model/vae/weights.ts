@@ -29,7 +29,8 @@ export class VaeWeights {
 
   /** Uploads a tensor; `reshape` views it (e.g. a Conv2d weight as [Co, Ci, 1, kh, kw]). */
   async upload(name: string, kind: 'weight' | 'f32', reshape?: number[]): Promise<Tensor> {
-    const t = await uploadTensor(this.e, this.src, name, { dtype: kind === 'weight' ? this.dtype : 'f32' }, this.stats);
+    // Exact sizes: weights are allocated once, a size class would waste up to a third of them.
+    const t = await uploadTensor(this.e, this.src, name, { dtype: kind === 'weight' ? this.dtype : 'f32', exactSize: true }, this.stats);
     if (!reshape) {
       this.loaded.push(t);
       return t;
@@ -54,7 +55,7 @@ export class VaeWeights {
     const all = await this.host(name);
     const shape = this.shape(name);
     const rest = all.length / shape[0];
-    const t = this.e.upload(all.subarray(r0 * rest, r1 * rest), shape.length === 1 ? [r1 - r0] : [r1 - r0, rest], kind === 'weight' ? this.dtype : 'f32', `${name}[${r0}:${r1}]`);
+    const t = this.e.upload(all.subarray(r0 * rest, r1 * rest), shape.length === 1 ? [r1 - r0] : [r1 - r0, rest], kind === 'weight' ? this.dtype : 'f32', `${name}[${r0}:${r1}]`, { exactSize: true });
     this.loaded.push(t);
     return t;
   }
