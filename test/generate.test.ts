@@ -135,3 +135,46 @@ describe('wan generate: end to end on a fixture checkpoint', () => {
     expect(sum / want.length).toBeLessThan(0.25);
   });
 });
+
+describe('wan generate: the other fixture checkpoints through the CLI', () => {
+  // Every pipeline fixture's ckpt/ folder with its prompt, seed, steps, size (the area for image tasks)
+  // and image: PNG frames equal the reference within one level, the MP4 has its count, size and fps.
+  it.each(['pipeline.t2v', 'pipeline.t2v_dpmpp', 'pipeline.i2v', 'pipeline.ti2v_i2v'])('%s', async (name) => {
+    const fx = await loadFixture(join(fixturesDir, name));
+    const c = fx.config as any;
+    const [T, H, W] = fx.output('frames').shape;
+    const size = c.size ?? (c.task === 'i2v-A14B' ? [48, 32] : [64, 32]); // image tasks: the area, max_area = W*H
+    expect(size[0] * size[1]).toBe(c.size ? size[0] * size[1] : c.max_area);
+    const g = Array.isArray(c.guide_scale) ? c.guide_scale : [c.guide_scale, c.guide_scale];
+    const args = [
+      'generate', '--task', c.task, '--ckpt_dir', join(fx.dir, 'ckpt'), '--size', `${size[0]}*${size[1]}`, '--frame_num', String(c.frame_num),
+      '--sample_steps', String(c.sampling_steps), '--sample_shift', String(c.shift), '--sample_solver', c.sample_solver, '--base_seed', String(c.seed), '--prompt', c.prompt,
+      ...(g[0] === g[1] ? ['--sample_guide_scale', String(g[0])] : []), // else the task's (3, 4) pair, which --sample_guide_scale cannot spell
+    ];
+    if (fx.spec.inputs.includes('image')) {
+      const im = fx.input('image');
+      const png = join(tmp, `${name}.png`);
+      await sharp(Buffer.from(Uint8Array.from(im.f64())), { raw: { width: im.shape[1], height: im.shape[0], channels: 3 } }).png().toFile(png);
+      args.push('--image', png);
+    }
+    const dir = join(tmp, `${name}-frames/`);
+    const r = await wanRun([...args, '--save_file', dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const frames = await readPngFrames(dir);
+    expect([frames.frames, frames.height, frames.width]).toEqual([T, H, W]);
+    const want = fx.output('frames').f64();
+    let differ = 0;
+    for (let i = 0; i < want.length; i++) {
+      const d = Math.abs(frames.rgb[i] - want[i]);
+      expect(d).toBeLessThanOrEqual(1);
+      if (d) differ++;
+    }
+    expect(differ / want.length).toBeLessThanOrEqual(0.005);
+    const mp4 = join(tmp, `${name}.mp4`);
+    const r2 = await wanRun([...args, '--save_file', mp4]);
+    expect(r2.code, r2.stderr).toBe(0);
+    const v = await readMp4(mp4);
+    expect([v.frames, v.width, v.height]).toEqual([T, W, H]);
+    expect(v.fps).toBeCloseTo(c.sample_fps, 1);
+  });
+});
