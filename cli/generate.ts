@@ -47,7 +47,8 @@ Generates a video with the official Wan2.2 semantics (flags as generate.py; keba
   --dtype bf16|f16|f32        weight storage on the device (default bf16)
   --activations f32|f16       the DiT's activations (default f32; f16 halves their memory, needs the
                               adapter's shader-f16; about 4e-4 relative error on the reference fixtures)
-  --vae-tile                  decode in overlapping spatial tiles (256 px, 64 px blended): less device memory
+  --vae-tile                  encode the image and decode the video in overlapping spatial tiles
+                              (256 px, 64 px blended): less device memory, seams blended
   --offload_model true|false  keep one A14B expert on the device at a time, the other is read from
                               the checkpoint at the boundary (= --memory-mode offload; false =
                               resident; absent: as --memory-mode says)

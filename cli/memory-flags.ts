@@ -64,7 +64,7 @@ const STAGE_LABEL: Record<PlanStage, string> = { text: 'text encoding', encode: 
 
 /** The plan as lines: mode, then each stage's predicted peak (and the measured one when known). */
 export function planLines(plan: MemoryPlan, measured?: Partial<Record<PlanStage, number>>): string[] {
-  const extra = [plan.vaeTile ? 'tiled VAE decode' : '', plan.cfgSequential ? 'guidance passes one at a time' : ''].filter(Boolean).join(', ');
+  const extra = [plan.vaeTile ? 'tiled VAE' : '', plan.cfgSequential ? 'guidance passes one at a time' : ''].filter(Boolean).join(', ');
   const lines = [`memory mode ${plan.mode}${extra ? ` (${extra})` : ''}: predicted peak ${fmtGiB(plan.peakBytes)} (${STAGE_LABEL[plan.peakStage]})`];
   for (const st of plan.stages) {
     const m = measured?.[st.stage];

@@ -44,7 +44,7 @@ export interface GenerateOptions {
   dtype?: DType;
   /** The DiT's activation dtype (default f32; 'f16' needs shader-f16: half the activation memory). */
   activations?: ActivationDType;
-  /** Decode the video in overlapping spatial tiles (WanVAE decode `tile`: less device memory, seams blended). */
+  /** Encode the image and decode the video in overlapping spatial tiles (WanVAE `tile`: less device memory, seams blended). */
   vaeTile?: boolean;
   /**
    * MoE tasks: keep one expert on the device at a time (the official `--offload_model`): the
@@ -290,13 +290,13 @@ export async function generate(e: Engine, o: GenerateOptions): Promise<GenerateR
         const w = latW * t.vaeStride[2];
         const video = new Float32Array(3 * F * h * w);
         for (let c = 0; c < 3; c++) video.set(condPixels.subarray(c * h * w, (c + 1) * h * w), c * F * h * w);
-        const enc = await vae.encode(video, [3, F, h, w], { onProgress: (d, n) => o.onProgress?.('encode', d, n) });
+        const enc = await vae.encode(video, [3, F, h, w], { tile: plan.vaeTile, onProgress: (d, n) => o.onProgress?.('encode', d, n) });
         const plane = f * latH * latW;
         y = new Float32Array((4 + t.zDim) * plane);
         for (let c = 0; c < 4; c++) y.fill(1, c * plane, c * plane + latH * latW);
         y.set(enc.latent, 4 * plane);
       } else {
-        const enc = await vae.encode(condPixels, [3, 1, latH * t.vaeStride[1], latW * t.vaeStride[2]], { onProgress: (d, n) => o.onProgress?.('encode', d, n) });
+        const enc = await vae.encode(condPixels, [3, 1, latH * t.vaeStride[1], latW * t.vaeStride[2]], { tile: plan.vaeTile, onProgress: (d, n) => o.onProgress?.('encode', d, n) });
         z0 = enc.latent; // [48, 1, h, w]
       }
       stageEnd('encode');
