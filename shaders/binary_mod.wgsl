@@ -6,7 +6,9 @@
 //   IU, IV       `i` for an operand shaped like X (windowed with it), or `ub + c` / `vb + c` for a
 //                modulation vector: row r of X reads the vector starting at ((r - base) / div) * stride
 //                + off (per-token vectors are windowed with X: base = the window's first row, div 1;
-//                per-batch vectors are bound whole: base 0, div = tokens per batch element)
+//                per-batch vectors are bound whole: base 0, div = tokens per batch element). With
+//                split > 0 a batch element has two vectors: 2q for its first `split` rows, 2q + 1 for
+//                the rest (ti2v's per-token timesteps: the first latent frame at t = 0, the rest at t)
 //   IUk, IVk     the same for the thread's items k = 0..3 in the unrolled body (`i0 + k` / `ub + c + k`)
 //   X_ACCESS     read, or read_write with OUT = X for the in-place variant (then Y is not bound)
 // Each thread computes PER = 4 consecutive items (see binary.wgsl for why); the row and the vector
@@ -17,8 +19,8 @@ struct Params {
   n: u32,     // items in this window (rows * C / W)
   row0: u32,  // global first row of the window
   C: u32,
-  u_base: u32, u_div: u32, u_stride: u32, u_off: u32,
-  v_base: u32, v_div: u32, v_stride: u32, v_off: u32,
+  u_base: u32, u_div: u32, u_stride: u32, u_off: u32, u_split: u32,
+  v_base: u32, v_div: u32, v_stride: u32, v_off: u32, v_split: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, {{X_ACCESS}}> X: array<{{T}}>;
@@ -29,8 +31,14 @@ struct Params {
 fn fn_modulate(x: {{T}}, scale: {{T}}, shift: {{T}}) -> {{T}} { return x * (1.0 + scale) + shift; }
 fn fn_gated(x: {{T}}, y: {{T}}, gate: {{T}}) -> {{T}} { return x + y * gate; }
 
-fn u_start(lr: u32) -> u32 { return (((P.row0 + lr - P.u_base) / P.u_div) * P.u_stride + P.u_off) / {{W}}u; }
-fn v_start(lr: u32) -> u32 { return (((P.row0 + lr - P.v_base) / P.v_div) * P.v_stride + P.v_off) / {{W}}u; }
+// The vector row r reads (see split above).
+fn vector_of(r: u32, div: u32, split: u32) -> u32 {
+  let q = r / div;
+  if (split == 0u) { return q; }
+  return 2u * q + select(1u, 0u, r - q * div < split);
+}
+fn u_start(lr: u32) -> u32 { return (vector_of(P.row0 + lr - P.u_base, P.u_div, P.u_split) * P.u_stride + P.u_off) / {{W}}u; }
+fn v_start(lr: u32) -> u32 { return (vector_of(P.row0 + lr - P.v_base, P.v_div, P.v_split) * P.v_stride + P.v_off) / {{W}}u; }
 
 const PER = 4u;
 

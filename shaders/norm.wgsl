@@ -15,7 +15,8 @@
 //   XS, YS       storage element types of X and Y: T, or its f16 counterpart (math stays f32)
 //   AFFINE       affine_none | affine_w (* U) | affine_wb (* U + V) | affine_mod (* (1 + U) + V)
 //                U, V are read from the vector row r selects (weights: one vector, div = 2^32-1;
-//                modulation: per batch element or per token as in binary_mod.wgsl), computed per row
+//                modulation: per batch element, per token, or two per batch element split at a row,
+//                as in binary_mod.wgsl), computed per row
 //!include index
 
 struct Params {
@@ -23,8 +24,8 @@ struct Params {
   C: u32,
   row0: u32,  // global first row of the window
   eps: f32,
-  u_base: u32, u_div: u32, u_stride: u32, u_off: u32,
-  v_base: u32, v_div: u32, v_stride: u32, v_off: u32,
+  u_base: u32, u_div: u32, u_stride: u32, u_off: u32, u_split: u32,
+  v_base: u32, v_div: u32, v_stride: u32, v_off: u32, v_split: u32,
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> X: array<{{XS}}>;
@@ -91,8 +92,13 @@ fn stats_l2(base: u32, n: u32, lid: u32) -> vec3<f32> {
 }
 
 // Start (in T units) of the vector row r reads: weights are one vector (div = 2^32-1, stride 0).
-fn u_start(r: u32) -> u32 { return (((r - P.u_base) / P.u_div) * P.u_stride + P.u_off) / {{W}}u; }
-fn v_start(r: u32) -> u32 { return (((r - P.v_base) / P.v_div) * P.v_stride + P.v_off) / {{W}}u; }
+fn vector_of(r: u32, div: u32, split: u32) -> u32 {
+  let q = r / div;
+  if (split == 0u) { return q; }
+  return 2u * q + select(1u, 0u, r - q * div < split);
+}
+fn u_start(r: u32) -> u32 { return (vector_of(r - P.u_base, P.u_div, P.u_split) * P.u_stride + P.u_off) / {{W}}u; }
+fn v_start(r: u32) -> u32 { return (vector_of(r - P.v_base, P.v_div, P.v_split) * P.v_stride + P.v_off) / {{W}}u; }
 
 fn affine_none(v: {{T}}, ub: u32, vb: u32) -> {{T}} { return v; }
 fn affine_w(v: {{T}}, ub: u32, vb: u32) -> {{T}} { return v * U[ub]; }

@@ -193,6 +193,32 @@ describe.each(engines)('elementwise (%s)', (_name, make, tiny) => {
       }
       expect(() => gatedResidual(e, y, y, upRows(e, randn(C, 1), [1, 1, C]), { out: y })).toThrow(/in place with y = x/);
     });
+
+    it(`modulate and gatedResidual [${B}, ${L}, ${C}] with split modulation (two vectors per batch element)`, async () => {
+      const xd = randn(R * C, 95, 2);
+      const yd = randn(R * C, 96, 2);
+      const x = upRows(e, xd, [B, L, C]);
+      const y = upRows(e, yd, [B, L, C], 'y');
+      // Split vectors are bound whole like per-batch ones ([2B, 6, C]: 480 KiB at C = 5120).
+      if (2 * B * 6 * C * 4 > e.gpu.maxBindingBytes) return;
+      for (const split of [1, Math.max(1, L - 1)]) {
+        if (split >= L) continue;
+        const e0 = randn(2 * B * 6 * C, 97 + split, 0.5);
+        const e0t = upRows(e, e0, [2 * B, 6, C], 'e0', 6 * C);
+        const vec = (r: number) => 2 * Math.floor(r / L) + (r % L < split ? 0 : 1);
+        const mod = new Float64Array(R * C);
+        const gated = new Float64Array(R * C);
+        for (let r = 0; r < R; r++)
+          for (let c = 0; c < C; c++) {
+            const v = vec(r);
+            mod[r * C + c] = xd[r * C + c] * (1 + e0[(v * 6 + 1) * C + c]) + e0[v * 6 * C + c];
+            gated[r * C + c] = xd[r * C + c] + yd[r * C + c] * e0[(v * 6 + 2) * C + c];
+          }
+        expect(relL2(await modulate(e, x, { tensor: e0t, chunk: 0, split }, { tensor: e0t, chunk: 1, split }).toArray(), mod)).toBeLessThan(1e-6);
+        expect(relL2(await gatedResidual(e, x, y, { tensor: e0t, chunk: 2, split }).toArray(), gated)).toBeLessThan(1e-6);
+        e0t.dispose();
+      }
+    });
   }
 
   it('rejects modulation vectors that match neither batch nor tokens', () => {

@@ -206,6 +206,31 @@ describe.each(engines)('row norms (%s)', (_name, make, tiny) => {
     }
   });
 
+  it('layerNormModulate with split modulation: two vectors per batch element, the first for its first `split` tokens', async () => {
+    // Split vectors are bound whole like per-batch ones ([2B, 6, C]: 480 KiB at C = 5120): the tiny
+    // binding limit takes a narrower C.
+    const [B, L, C] = tiny ? [2, 41, 32] : [2, 37, 5120];
+    const R = B * L;
+    const xs = rowsWithTraps(R, C, 45);
+    const x = upRows(e, xs, [B, L, C]);
+    const norm = layerNormRef(xs, C, 1e-6);
+    for (const split of [1, 7, L - 1]) {
+      const e0 = randn(2 * B * 6 * C, 46 + split, 0.5); // [2B, 6, C]
+      const ref = new Float64Array(R * C);
+      for (let r = 0; r < R; r++) {
+        const v = 2 * Math.floor(r / L) + (r % L < split ? 0 : 1);
+        for (let c = 0; c < C; c++) ref[r * C + c] = norm[r * C + c] * (1 + e0[(v * 6 + 4) * C + c]) + e0[(v * 6 + 3) * C + c];
+      }
+      const e0t = upRows(e, e0, [2 * B, 6, C], 'e0', 6 * C);
+      const got = await layerNormModulate(e, x, { tensor: e0t, chunk: 3, split }, { tensor: e0t, chunk: 4, split }).toArray();
+      expect(relL2(got, ref)).toBeLessThan(1e-5);
+      // Ignoring the split (per batch element) must not pass.
+      expect(() => layerNormModulate(e, x, { tensor: e0t, chunk: 3 }, { tensor: e0t, chunk: 4 })).toThrow(/has \d+ vectors/);
+      e0t.dispose();
+    }
+    expect(() => layerNormModulate(e, x, { tensor: e.upload(new Float32Array(3 * 6 * C), [3, 6, C]), chunk: 3, split: 2 }, { tensor: e.upload(new Float32Array(3 * 6 * C), [3, 6, C]), chunk: 4, split: 2 })).toThrow(/two vectors per batch element/);
+  });
+
   it('f16 activations: f16 or f32 in, f16 or f32 out, statistics in f32 (layerNorm, rmsNorm, layerNormModulate)', async () => {
     if (!e.gpu.hasF16) return;
     const [B, L, C] = tiny ? [2, 40, 64] : [2, 29, 3072]; // tiny: segment boundaries at whole 256-byte row pairs

@@ -161,8 +161,10 @@ export const mul = (e: Engine, a: Tensor, b: Tensor, opts?: OutOption) => binary
  * A DiT modulation vector for x viewed as rows of C: a tensor [B, 1, C] (one vector per batch element,
  * broadcast over its tokens; also [1, C] or [C]), [B, L, C] (one per token, as Wan2.2 ti2v's per-token
  * timesteps give), or chunk k of a [B, 1|L, K, C] tensor (e.g. Wan's e0 [B, L, 6, C] unchunked).
+ * With `split` the tensor holds two vectors per batch element ([2B, K, C]): the first for its
+ * first `split` tokens, the second for the rest (ti2v's per-token timesteps take just two values).
  */
-export type Modulation = Tensor | { tensor: Tensor; chunk: number };
+export type Modulation = Tensor | { tensor: Tensor; chunk: number; split?: number };
 
 /** How a kernel addresses a modulation vector for row r and channel c (see binary_mod.wgsl). */
 export interface ModAddress {
@@ -172,6 +174,8 @@ export interface ModAddress {
   div: number;
   stride: number;
   off: number;
+  /** > 0: two vectors per `div` rows, the first for the first `split` of them. */
+  split?: number;
 }
 
 export function resolveModulation(op: string, m: Modulation, rows: number, C: number): ModAddress {
@@ -185,6 +189,14 @@ export function resolveModulation(op: string, m: Modulation, rows: number, C: nu
     throw new Error(`${op}: modulation "${tensor.label}" [${s}]${chunked ? ` chunk ${chunk}` : ''} does not fit rows of ${C}`);
   }
   const vectors = tensor.numel / (K * C);
+  const split = chunked ? (m.split ?? 0) : 0;
+  if (split > 0) {
+    const groups = vectors / 2;
+    if (!Number.isInteger(groups) || groups < 1 || rows % groups !== 0 || !Number.isInteger(split) || split >= rows / groups) {
+      throw new Error(`${op}: split modulation "${tensor.label}" [${s}] (split ${split}) needs two vectors per batch element of ${rows} rows`);
+    }
+    return { tensor, perToken: false, div: rows / groups, stride: K * C, off: chunk * C, split };
+  }
   if (vectors === rows) return { tensor, perToken: true, div: 1, stride: K * C, off: chunk * C };
   if (vectors > 0 && rows % vectors === 0) return { tensor, perToken: false, div: rows / vectors, stride: K * C, off: chunk * C };
   throw new Error(`${op}: modulation "${tensor.label}" [${s}] has ${vectors} vectors, neither 1 per row nor per batch element of ${rows} rows`);
@@ -205,8 +217,8 @@ export function planModulation(e: Engine, op: string, m: ModAddress, windowed: W
   }
   return {
     binding: (bindings: Binding[]) => (whole ?? bindings[slot]),
-    /** base, div, stride, off for a window starting at row0. */
-    uniforms: (u: Uniforms, row0: number) => u.u32(m.perToken ? row0 : 0).u32(m.div).u32(m.stride).u32(m.off),
+    /** base, div, stride, off, split for a window starting at row0. */
+    uniforms: (u: Uniforms, row0: number) => u.u32(m.perToken ? row0 : 0).u32(m.div).u32(m.stride).u32(m.off).u32(m.split ?? 0),
   };
 }
 
@@ -261,7 +273,7 @@ function rowMod(e: Engine, fn: ModFn, op: string, x: Tensor, u: Tensor | Modulat
   for (const w of planWindows(e.gpu, op, rows, windowed)) {
     const params = new Uniforms().u32((w.rows * C) / W).u32(w.row0).u32(C);
     if (uMod) uMod.uniforms(params, w.row0);
-    else params.u32(0).u32(1).u32(0).u32(0);
+    else params.u32(0).u32(1).u32(0).u32(0).u32(0);
     vMod.uniforms(params, w.row0);
     const buffers = [w.bindings[0], uMod ? uMod.binding(w.bindings) : w.bindings[uSlot], vMod.binding(w.bindings)];
     if (!inPlace) buffers.push(w.bindings[ySlot]);

@@ -83,7 +83,7 @@ function rowNorm(e: Engine, op: string, stats: Stats, affine: Affine, x: Tensor,
     const params = new Uniforms().u32(w.rows).u32(C).u32(w.row0).f32(eps);
     for (const p of [uPlan, vPlan]) {
       if (p) p.uniforms(params, w.row0);
-      else params.u32(0).u32(1).u32(0).u32(0);
+      else params.u32(0).u32(1).u32(0).u32(0).u32(0);
     }
     const buffers = [w.bindings[0], w.bindings[1]];
     if (uPlan) buffers.push(uPlan.binding(w.bindings));
