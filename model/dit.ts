@@ -381,21 +381,28 @@ export class WanDiT {
       }
       if (trace) await trace('x_tokens', x);
       // --- time embedding (float64 sinusoid on the host), per token or one for all
-      const perToken = typeof input.t !== 'number';
-      const tHost = perToken ? (input.t as Float32Array) : Float32Array.of(input.t as number);
-      if (perToken && tHost.length !== S) throw new Error(`DiT forward: ${tHost.length} per-token timesteps for seq_len ${S}`);
-      const G = tHost.length;
-      const sin = ops.sinusoidalEmbedding(e, tHost, cfg.freqDim);
-      if (trace) await trace('sin_emb', sin.reshape([1, G, cfg.freqDim]));
+      const tHost = typeof input.t === 'number' ? Float32Array.of(input.t) : input.t;
+      if (typeof input.t !== 'number' && tHost.length !== S) throw new Error(`DiT forward: ${tHost.length} per-token timesteps for seq_len ${S}`);
+      // Per-token timesteps usually take one value, or two in runs (ti2v with an image: the first
+      // latent frame's tokens at 0, the rest at t): only those values are embedded, and the kernels
+      // pick a token's vector (split modulation) instead of a [S, 6, C] tensor per token and block.
+      const { values: tEmb, split } = timestepRuns(tHost);
+      const perToken = tEmb.length === S && S > 1 && split === 0;
+      const G = tEmb.length;
+      const sin = ops.sinusoidalEmbedding(e, tEmb, cfg.freqDim);
       const eEmb = this.linear(this.linear(sin, this.time0, { activation: 'silu' }), this.time2); // [G, C]
       const e0 = this.linear(ops.silu(e, eEmb), this.proj).reshape([G, 6, C]);
       if (trace) {
-        await trace('e', eEmb.reshape([1, G, C]));
-        await trace('e0', e0.reshape([1, G, 6, C]));
+        // The reference records them per token (or once): expand the runs.
+        const rows = tHost.length;
+        const runOf = (s: number) => (G === rows ? s : split > 0 && s >= split ? 1 : 0);
+        await trace('sin_emb', await this.expandRows(sin, rows, runOf, [1, rows, cfg.freqDim]));
+        await trace('e', await this.expandRows(eEmb, rows, runOf, [1, rows, C]));
+        await trace('e0', await this.expandRows(e0, rows, runOf, [1, rows, 6, C]));
       }
-      // Per-token modulation is per batch element too: repeat it for the B contexts.
-      const e0b = perToken && B > 1 ? this.repeatBatch(e0, B) : e0;
-      const eb = perToken && B > 1 ? this.repeatBatch(eEmb, B) : eEmb;
+      // Per-token (and split) modulation is per batch element too: repeat it for the B contexts.
+      const e0b = (perToken || split > 0) && B > 1 ? this.repeatBatch(e0, B) : e0;
+      const eb = (perToken || split > 0) && B > 1 ? this.repeatBatch(eEmb, B) : eEmb;
       // --- text embedding of the contexts zero-padded to text_len
       const ctxHost = new Float32Array(B * cfg.textLen * cfg.textDim);
       input.contexts.forEach((c, b) => {
@@ -411,14 +418,14 @@ export class WanDiT {
       for (let i = 0; i < this.blocks.count; i++) {
         const blk = await this.blocks.acquire(i);
         const prev = x;
-        x = await e.scope(() => this.block(blk, prev, e0b, ctx, grids, rope, L, i === 0 ? trace : undefined));
+        x = await e.scope(() => this.block(blk, prev, e0b, split, ctx, grids, rope, L, i === 0 ? trace : undefined));
         this.blocks.release(i);
         if (trace) await trace(`block.${i}`, x);
         prev.dispose(); // only the next block reads the stream (a view of tokensReal shares its storage)
       }
       // --- head: norm, modulation by (head.modulation + e), linear
       const hm = ops.binary(e, 'add', this.headMod, eb.reshape([eb.shape[0], 1, C])); // [G', 2, C]
-      const h = ops.layerNormModulate(e, x, { tensor: hm, chunk: 0 }, { tensor: hm, chunk: 1 }, { eps: cfg.eps });
+      const h = ops.layerNormModulate(e, x, { tensor: hm, chunk: 0, split }, { tensor: hm, chunk: 1, split }, { eps: cfg.eps });
       const out = this.linear(h, this.head);
       if (trace) await trace('head', out);
       return out;
@@ -434,7 +441,7 @@ export class WanDiT {
    * everything it makes: see blockPeakBytes in model/pipelines/memory-plan.ts, which replays this order.
    * x (the input) stays the caller's.
    */
-  private async block(blk: Block, xIn: Tensor, e0: Tensor, ctx: Tensor, grids: GridSize[], rope: Tensor, L: number, trace?: DitTrace): Promise<Tensor> {
+  private async block(blk: Block, xIn: Tensor, e0: Tensor, split: number, ctx: Tensor, grids: GridSize[], rope: Tensor, L: number, trace?: DitTrace): Promise<Tensor> {
     const e = this.e;
     const cfg = this.config;
     const [B, S, C] = xIn.shape;
@@ -453,7 +460,7 @@ export class WanDiT {
     // the residual stream x and every tensor added to it stay f32.
     const outDtype = this.activations;
     const mod = ops.binary(e, 'add', blk.modulation, e0); // [G, 6, C]
-    const chunk = (k: number) => ({ tensor: mod, chunk: k });
+    const chunk = (k: number) => ({ tensor: mod, chunk: k, split });
     // self-attention on the modulated norm1
     const h = ops.layerNormModulate(e, xIn, chunk(0), chunk(1), { eps: cfg.eps, outDtype });
     if (trace) await trace('block0.self_attn_in', h);
@@ -551,6 +558,15 @@ export class WanDiT {
     return ff;
   }
 
+  /** Rows of `t` [G, ...] picked per position (runOf) into a new tensor of `shape` (tracing only). */
+  private async expandRows(t: Tensor, rows: number, runOf: (s: number) => number, shape: number[]): Promise<Tensor> {
+    const data = (await t.toArray()) as Float32Array;
+    const per = t.numel / t.shape[0];
+    const out = new Float32Array(rows * per);
+    for (let s = 0; s < rows; s++) out.set(data.subarray(runOf(s) * per, (runOf(s) + 1) * per), s * per);
+    return this.e.upload(out, shape, 'f32', `${t.label} per token`);
+  }
+
   /** [G, ...] -> [B*G, ...] by copying (per-token modulation shared by the CFG batch). */
   private repeatBatch(t: Tensor, B: number): Tensor {
     const out = this.e.empty([B * t.shape[0], ...t.shape.slice(1)], t.dtype, `${t.label} x${B}`);
@@ -609,4 +625,19 @@ export class WanDiT {
                 }
     return out;
   }
+}
+
+/**
+ * The distinct timesteps of per-token timesteps when they form at most two runs: one value (split 0),
+ * or the first `split` tokens at values[0] and the rest at values[1]. Otherwise every token's own
+ * value (split 0).
+ */
+export function timestepRuns(t: Float32Array): { values: Float32Array; split: number } {
+  let k = 1;
+  while (k < t.length && t[k] === t[0]) k++;
+  if (k >= t.length) return { values: t.subarray(0, 1), split: 0 };
+  let j = k + 1;
+  while (j < t.length && t[j] === t[k]) j++;
+  if (j >= t.length) return { values: Float32Array.of(t[0], t[k]), split: k };
+  return { values: t, split: 0 };
 }

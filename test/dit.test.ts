@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../engine/index.ts';
 import { loadFixture } from '../loaders/fixture.ts';
 import { SafetensorsFile } from '../loaders/safetensors.ts';
-import { WanDiT } from '../model/dit.ts';
+import { WanDiT, timestepRuns } from '../model/dit.ts';
 import { ditConfigJson, ditTensors } from '../model/demo/architecture.ts';
 import { demoDit } from '../model/demo/checkpoint.ts';
 import { SyntheticTensorSource } from '../model/demo/source.ts';
@@ -154,5 +154,15 @@ describe('block streaming', () => {
     expect(saved).toBeGreaterThan(10.5 * blockBytes(0));
     expect(saved).toBeLessThan(11 * blockBytes(0) * 1.34);
     expect(e.liveTensors).toBe(0);
+  });
+});
+
+describe('timestepRuns', () => {
+  it('one value, two runs (split at the first change), or every token its own', () => {
+    expect(timestepRuns(Float32Array.of(7, 7, 7))).toEqual({ values: Float32Array.of(7), split: 0 });
+    expect(timestepRuns(Float32Array.of(0, 0, 750, 750, 750))).toEqual({ values: Float32Array.of(0, 750), split: 2 });
+    expect(timestepRuns(Float32Array.of(3, 1))).toEqual({ values: Float32Array.of(3, 1), split: 1 });
+    const three = Float32Array.of(0, 750, 750, 500);
+    expect(timestepRuns(three)).toEqual({ values: three, split: 0 });
   });
 });

@@ -124,7 +124,10 @@ export interface DitForwardShape {
   /** Real tokens (the latent grid) and the padded sequence length. */
   tokens: number;
   seqLen: number;
-  /** Timesteps per token (ti2v with an image) or one for all. */
+  /**
+   * Per-token timesteps in two runs (ti2v with an image: the first frame's tokens at 0): two
+   * modulation vectors per batch element instead of one (WanDiT embeds only the distinct values).
+   */
   perTokenTimesteps: boolean;
   /** The largest token-grid side (rows of the RoPE table). */
   gridMax: number;
@@ -143,7 +146,7 @@ export function ditForwardPeak(cfg: DitConfig, s: DitForwardShape, dev: PlanDevi
   const D = C / N;
   const T = cfg.textLen;
   const pv = cfg.patch[0] * cfg.patch[1] * cfg.patch[2];
-  const G = s.perTokenTimesteps ? S : 1;
+  const G = s.perTokenTimesteps ? 2 : 1;
   const Gm = s.perTokenTimesteps && B > 1 ? B * G : G;
   L.alloc([s.gridMax, D / 2, 2], 'f32', 'rope table');
   // --- embeddings (held until the forward ends)
@@ -157,8 +160,8 @@ export function ditForwardPeak(cfg: DitConfig, s: DitForwardShape, dev: PlanDevi
   for (let i = 0; i < 3; i++) L.alloc([G, C], 'f32', 'time');
   L.alloc([G, 6 * C], 'f32', 'time');
   if (Gm !== G) {
-    L.alloc([Gm, 6, C], 'f32', 'per-token modulation x batch');
-    L.alloc([Gm, C], 'f32', 'per-token modulation x batch');
+    L.alloc([Gm, 6, C], 'f32', 'modulation x batch');
+    L.alloc([Gm, C], 'f32', 'modulation x batch');
   }
   L.alloc([B, T, cfg.textDim], 'f32', 'context');
   L.alloc([B, T, C], 'f32', 'context');
