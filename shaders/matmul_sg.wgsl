@@ -12,7 +12,7 @@
 // with subgroupShuffleDown (fewer of lavapipe's per-lane load loops; see sgKernelDefines).
 // Defines (the unrolled code comes from engine/ops/matmul.ts, sgKernelDefines):
 //   XT      element type of X: f32, or the 16-bit float type
-//   XARR    element type of the X binding: XT, or vec4<f32> for rotated X
+//   XARR    element type of the X binding: XT, or vec4<XT> for rotated X
 //   YT      element type of Y and the residual
 //   S, TM, NTILE (= S*TN)
 //   SETUP   row offsets and accumulators; BODY  one K-block; STORE  the epilogue calls

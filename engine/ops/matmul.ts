@@ -216,17 +216,18 @@ type WFmt = 'bf16' | 'f16' | 'f32';
  * each lane's X values of each row, then per chunk of 8 k: W loads, broadcasts, and each
  * accumulator's 8 multiply-adds in a row, so a spilled accumulator is loaded and stored once per
  * chunk) and STORE (the epilogue as one rolled loop).
- * X is read one value per lane and row per block, or with `xRot` (S == 8, f32 X) one vec4 per lane and
+ * X is read one value per lane and row per block, or with `xRot` (S == 8) one vec4 per lane and
  * row per 32 k: lane l holds k0 + 4l .. 4l + 3, the block uses lanes 0 and 1, and then every lane takes
  * its neighbour's vec4 (subgroupShuffleDown by 2) for the next block. lavapipe turns each load whose
  * address varies per lane into a loop over the lanes with a bounds check per component, so this
  * quarters the X load loops; it pays off with tall tiles (TM >= 32), where X is most of the loads.
+ * f16 X is read as vec4<f16> and widened to f32 at the load (the lanes exchange f32 values).
  */
 export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt, xt: DType): Record<string, string | number> {
   const { TM, TN } = v;
   if (S % 8 !== 0) throw new Error(`sg kernel: ${S} lanes is not a multiple of 8`);
-  // Rotated X needs 8 lanes and f32 X; otherwise the variant reads X one value per lane.
-  const xRot = v.xRot && S === 8 && xt === 'f32';
+  // Rotated X needs 8 lanes (f32 or f16 X); otherwise the variant reads X one value per lane.
+  const xRot = v.xRot && S === 8 && (xt === 'f32' || xt === 'f16');
   // With S == 8 and K % 8 == 0 every block lies inside K; with 16 lanes the last may overhang it.
   const overhang = S > 8;
   const I = [...Array(TM).keys()];
@@ -243,7 +244,8 @@ export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt, xt: DType):
   const body: string[] = [];
   if (xRot) {
     body.push(`${ind}if ((k0 & 31u) == 0u) {`);
-    for (const i of I) body.push(`${ind}  a${i} = X[min(xq${i} + (k0 >> 2u) + lane, xe${i})];`);
+    const widen = xt === 'f16' ? (s: string) => `vec4<f32>(${s})` : (s: string) => s;
+    for (const i of I) body.push(`${ind}  a${i} = ${widen(`X[min(xq${i} + (k0 >> 2u) + lane, xe${i})]`)};`);
     body.push(`${ind}}`);
   } else {
     body.push(`${ind}let kl = ${overhang ? 'min(k0 + lane, K - 1u)' : 'k0 + lane'};`);
@@ -298,7 +300,7 @@ export function sgKernelDefines(S: number, v: SgVariant, wfmt: WFmt, xt: DType):
   store.push(`      if (n < P.cols) { mm_store(mb + i, n, acc[i * ${TN}u + j]); }`);
   store.push('    }');
   store.push('  }');
-  return { S, TM, NTILE: S * TN, XT: xt, XARR: xRot ? 'vec4<f32>' : xt, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { S, TM, NTILE: S * TN, XT: xt, XARR: xRot ? `vec4<${xt}>` : xt, SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
 /** Subgroup kernels read W rows as vec4<u32>: K must be a multiple of 8 (other K use the tiled kernel). */
