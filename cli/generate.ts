@@ -223,6 +223,13 @@ export async function generateCommand(argv: string[]): Promise<number> {
       console.error('cancelled: nothing was written');
       return 130;
     }
+    if (/OutOfMemory|out of memory/i.test((e as Error).message) && memory.budget === null) {
+      // WebGPU does not report a GPU's memory: with a budget the planner would have chosen a lighter mode.
+      (e as Error).message +=
+        `\nThe device ran out of memory in --memory-mode ${memoryMode === 'auto' ? 'auto' : memoryMode}. Tell the planner the GPU's memory ` +
+        `(--max-device-memory, e.g. 24GB) so it can choose a lighter mode, or pass --memory-mode stream; ` +
+        `npx wan info --plan with the same --task --size --frame_num shows what each mode needs.`;
+    }
     throw e;
   } finally {
     process.off('SIGINT', onSigint);
