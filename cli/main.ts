@@ -3,6 +3,7 @@ import { infoCommand } from './info.ts';
 import { verifyCommand } from './verify.ts';
 import { demoCommand } from './demo.ts';
 import { generateCommand } from './generate.ts';
+import { convertCommand } from './convert.ts';
 
 const usage = `usage: wan <command> [options]
 
@@ -11,6 +12,7 @@ commands:
   demo      run the built-in demo
   verify    compare the engine with PyTorch reference fixtures
   info      describe the WebGPU adapter (--device)
+  convert   copy an official checkpoint folder with its DiT weights stored as bf16
 
 wan <command> --help shows each command's options.`;
 
@@ -25,6 +27,8 @@ async function main(argv: string[]): Promise<number> {
       return generateCommand(rest);
     case 'demo':
       return demoCommand(rest);
+    case 'convert':
+      return convertCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -68,3 +68,44 @@ export async function writeSafetensorsStreaming(
   if (w.position !== layout.fileBytes) throw new Error(`${path}: wrote ${w.position} bytes, the layout says ${layout.fileBytes}`);
   return w.position;
 }
+
+/** Like FillTensor, but may read (e.g. from another file) before the chunk is complete. */
+export type FillTensorAsync = (t: StreamTensor, dst: Uint8Array, byteOffset: number) => Promise<void>;
+
+/**
+ * writeSafetensorsStreaming with an asynchronous fill: two chunk buffers, one being filled while the
+ * other is written (ChunkedFileWriter.write returns only once the previous write has landed, so the
+ * buffer filled next is never one still being written). Same bytes as the synchronous writer.
+ */
+export async function writeSafetensorsStreamingAsync(
+  path: string,
+  tensors: readonly StreamTensor[],
+  fill: FillTensorAsync,
+  opts: ChunkedWriterOptions & { metadata?: Record<string, string> } = {},
+): Promise<number> {
+  const layout = safetensorsLayout(tensors, opts.metadata);
+  const w = await ChunkedFileWriter.create(path, opts);
+  const buffers: Uint8Array[] = [];
+  let next = 0;
+  try {
+    await w.write(layout.header);
+    for (const t of tensors) {
+      const total = tensorBytes(t);
+      for (let off = 0; off < total; ) {
+        const n = Math.min(w.chunkBytes, total - off);
+        buffers[next] ??= new Uint8Array(w.chunkBytes);
+        const dst = buffers[next]!.subarray(0, n);
+        next ^= 1;
+        await fill(t, dst, off);
+        await w.write(dst);
+        off += n;
+      }
+    }
+    await w.close();
+  } catch (e) {
+    await w.abort();
+    throw e;
+  }
+  if (w.position !== layout.fileBytes) throw new Error(`${path}: wrote ${w.position} bytes, the layout says ${layout.fileBytes}`);
+  return w.position;
+}
