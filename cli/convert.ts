@@ -227,6 +227,22 @@ async function convertDit(job: DitJob, outDir: string, o: Required<Pick<ConvertO
   }
 }
 
+/** Temporary folders of earlier runs that were killed outright (their process is gone): removed. */
+async function removeDeadTemps(parent: string, prefix: string): Promise<void> {
+  for (const n of readdirSync(parent)) {
+    if (!n.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-/.exec(n.slice(prefix.length))?.[1]);
+    if (!Number.isSafeInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      continue; // still running
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') continue;
+    }
+    await fsp.rm(join(parent, n), { recursive: true, force: true });
+  }
+}
+
 /** Bytes of a DiT's weights on disk (every shard and the index). */
 function ditDiskBytes(files: DitFiles): number {
   let n = 0;
@@ -315,6 +331,7 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
     throw new Error(`convert: ${dst} needs ${GB(need)} (+ ${GB(DISK_MARGIN_BYTES)} kept free) in ${parent}, but only ${GB(free)} is free; free space or choose another --out`);
   }
 
+  await removeDeadTemps(parent, `.${basename(dst)}.convert-tmp-`);
   const temp = join(parent, `.${basename(dst)}.convert-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   // An interrupted run (Ctrl-C, kill) removes its temporary folder too.
   const onSignal = (sig: NodeJS.Signals) => {

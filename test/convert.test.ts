@@ -281,6 +281,17 @@ describe('wan convert: refusals and failures', () => {
     expect(leftovers(tmp)).toEqual([]);
   }, 30_000);
 
+  it("removes a killed run's temporary folder (its process is gone), not a live one's", async () => {
+    const dead = join(tmp, '.again.convert-tmp-999999999-0badf00d');
+    const live = join(tmp, `.again.convert-tmp-${process.ppid}-0badf00d`);
+    mkdirSync(dead);
+    mkdirSync(live);
+    await convertCheckpoint({ src: ti2vSrc, out: join(tmp, 'again'), log: () => {} });
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    rmSync(live, { recursive: true });
+  });
+
   it('a failure part way leaves neither the folder nor its temporary folder', async () => {
     const out = join(tmp, 'failed');
     const log = (s: string) => {
