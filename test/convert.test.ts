@@ -22,6 +22,7 @@ import { DTYPE_SIZE, decodeToFloat32, serializeSafetensors, type StTensorData } 
 import type { TensorSource } from '../loaders/source.ts';
 import { WanDiT } from '../model/dit.ts';
 import { taskSpec } from '../model/pipelines/tasks.ts';
+import { writeSafetensorsStreaming, writeSafetensorsStreamingAsync, type StreamTensor } from '../loaders/safetensors-stream-writer.ts';
 import { fixturesDir, randn, rng } from './helpers.ts';
 
 const run = promisify(execFile);
@@ -104,6 +105,32 @@ function dits(dir: string, task: string): [string, DitFiles][] {
   const f = locateCheckpoint(dir, taskSpec(task));
   return (task === 'ti2v-5B' ? [['dit', f.dit!]] : [['high', f.high!], ['low', f.low!]]) as [string, DitFiles][];
 }
+
+describe('writeSafetensorsStreamingAsync', () => {
+  it('writes the same bytes as the synchronous writer, chunk by chunk with a fill that awaits', async () => {
+    const tensors: StreamTensor[] = [
+      { name: 'a', dtype: 'F32', shape: [37, 5] },
+      { name: 'b', dtype: 'BF16', shape: [3] },
+      { name: 'c', dtype: 'F16', shape: [0, 4] },
+      { name: 'd', dtype: 'I64', shape: [11] },
+    ];
+    const byte = (t: StreamTensor, at: number) => (t.name.charCodeAt(0) * 131 + at * 7) & 0xff;
+    const fill = (t: StreamTensor, dst: Uint8Array, off: number) => dst.forEach((_, i) => (dst[i] = byte(t, off + i)));
+    const sync = join(tmp, 'sync.safetensors');
+    const async_ = join(tmp, 'async.safetensors');
+    const opts = { chunkBytes: 64, metadata: { format: 'pt' } };
+    const n1 = await writeSafetensorsStreaming(sync, tensors, fill, opts);
+    const n2 = await writeSafetensorsStreamingAsync(async_, tensors, async (t, dst, off) => {
+      await new Promise((r) => setTimeout(r, 1));
+      fill(t, dst, off);
+    }, opts);
+    expect(n2).toBe(n1);
+    expect(Buffer.compare(readFileSync(sync), readFileSync(async_))).toBe(0);
+    await expect(writeSafetensorsStreamingAsync(join(tmp, 'bad.safetensors'), tensors, async () => {
+      throw new Error('fill failed');
+    }, opts)).rejects.toThrow(/fill failed/);
+  });
+});
 
 describe('wan convert: the converted folder', () => {
   it.each([
