@@ -1,5 +1,5 @@
 // Video files: MP4 (H.264) round trip, PNG frame folders, no partial files on failure.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,19 @@ describe('mp4', () => {
     for (let i = 0; i < v.rgb.length; i++) err += Math.abs(back.rgb[i] - v.rgb[i]);
     expect(err / v.rgb.length).toBeLessThan(6); // lossy, but the picture is there
     expect(readdirSync(tmp).some((f) => f.includes('.partial'))).toBe(false);
+  });
+
+  it('is reproducible: the same frames give the same bytes (fixed quantizer; noise-like frames, the hard case)', async () => {
+    // 256x256: the old bitrate mode gave different bytes on most runs here (at 128x128 on some).
+    const T = 5, H = 256, W = 256;
+    const rgb = new Uint8Array(T * H * W * 3);
+    let s = 7;
+    for (let i = 0; i < rgb.length; i++) rgb[i] = (s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 24;
+    const a = join(tmp, 'rep-a.mp4');
+    const b = join(tmp, 'rep-b.mp4');
+    await writeMp4(a, { rgb, frames: T, height: H, width: W }, 24);
+    await writeMp4(b, { rgb, frames: T, height: H, width: W }, 24);
+    expect(Buffer.compare(readFileSync(a), readFileSync(b))).toBe(0);
   });
 
   it('refuses odd sizes and wrong buffers before writing anything', async () => {
