@@ -9,7 +9,7 @@ import { WanDiT, timestepRuns } from '../model/dit.ts';
 import { ditConfigJson, ditTensors } from '../model/demo/architecture.ts';
 import { demoDit } from '../model/demo/checkpoint.ts';
 import { SyntheticTensorSource } from '../model/demo/source.ts';
-import { fixturesDir, randn, relL2 } from './helpers.ts';
+import { fixturesDir, randn, relL2, untilNoLiveTensors } from './helpers.ts';
 
 let e: Engine;
 beforeAll(async () => {
@@ -124,7 +124,7 @@ describe('block streaming', () => {
       expect(dit.blockUploads).toBeLessThanOrEqual(pass * n + 1); // + block 0 of the next forward, prefetched
     }
     dit.dispose();
-    await new Promise((r) => setTimeout(r, 50)); // a landing prefetch is freed when it lands
+    await untilNoLiveTensors(e); // a landing prefetch is freed when it lands
     expect(e.liveTensors).toBe(0);
   });
 
@@ -144,7 +144,7 @@ describe('block streaming', () => {
       await dit.forward(input);
       peaks[String(stream)] = e.memory().peakLiveBytes - base;
       dit.dispose();
-      await new Promise((r) => setTimeout(r, 50));
+      await untilNoLiveTensors(e);
     }
     expect(relL2(outs.true[0], outs.false[0])).toBe(0);
     const saved = peaks.false - peaks.true;

@@ -31,3 +31,12 @@ export function relL2(got: ArrayLike<number>, ref: ArrayLike<number>): number {
 }
 
 export const fixturesDir = new URL('./fixtures/', import.meta.url).pathname;
+
+/**
+ * Waits until no tensor is live (a streamed model's prefetch still landing is freed when it lands,
+ * which takes longer on a loaded machine); gives up after `ms` and lets the caller's assertion fail.
+ */
+export async function untilNoLiveTensors(e: { liveTensors: number }, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (e.liveTensors > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+}

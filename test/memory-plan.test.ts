@@ -19,7 +19,7 @@ import type { MemoryMode } from '../model/pipelines/memory-plan.ts';
 import { WanVAE } from '../model/vae/index.ts';
 import { officialVaeArchitecture, vaeDecodePeakBytes } from '../model/vae/memory.ts';
 import { SyntheticVaeSource } from '../model/vae/synthetic.ts';
-import { fixturesDir, randn, relL2 } from './helpers.ts';
+import { fixturesDir, randn, relL2, untilNoLiveTensors } from './helpers.ts';
 
 let e: Engine;
 let dev: PlanDevice;
@@ -78,7 +78,7 @@ describe('DiT forward: predicted vs measured peak device memory', () => {
         whole.dispose();
         for (let b = 0; b < contexts.length; b++) expect(relL2(outs[b], want[b])).toBeLessThan(c.activations === 'f16' ? 1e-3 : 1e-6);
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await untilNoLiveTensors(e);
       const w = ditWeightBytes(cfg, 'bf16', dev);
       const act = ditForwardPeak(cfg, { batch: c.batch ?? 2, tokens, seqLen, perTokenTimesteps: c.perToken, gridMax: 6, activations: c.activations, ffnChunkBytes: c.ffnChunkBytes }, dev);
       const predicted = residentWeightBytes(w, c.stream) + act.peakBytes;
@@ -104,7 +104,7 @@ describe('umT5 encode: predicted vs measured peak device memory', () => {
         await t5.encode(ids, mask, 2, textLen);
         t5.dispose();
       });
-      await new Promise((r) => setTimeout(r, 50));
+      await untilNoLiveTensors(e);
       const w = t5WeightBytes(cfg, 'bf16', dev);
       const predicted = residentWeightBytes(w, stream) + t5EncodePeak(cfg, 2, 30, dev).peakBytes;
       console.log(`umT5 ${stream ? 'streamed' : 'resident'}: predicted ${predicted} B, measured ${measured} B`);
@@ -179,7 +179,7 @@ describe('generate(): every memory mode gives the same video, and the plan predi
             expect((st.peakBytes - m) / m).toBeLessThan(0.1);
           } else expect(Math.abs(m - st.peakBytes) / m).toBeLessThan(0.02);
         }
-        await new Promise((r) => setTimeout(r, 50));
+        await untilNoLiveTensors(e);
         expect(e.liveTensors).toBe(0);
       }
       expect(Buffer.compare(Buffer.from(runs.offload!.frames), Buffer.from(runs.resident!.frames))).toBe(0);
