@@ -20,7 +20,8 @@ const usage = `usage: npm run bench -- dit [--tokens N] [--runs N] [--dim C --he
   --activations  the DiT's activation dtype (default f32; f16 needs shader-f16)
   --no-torch   skip PyTorch (bench/dit_torch.py under WAN_BENCH_PYTHON or /usr/bin/python3)`;
 
-function randn(n: number, seed: number): Float32Array {
+/** Deterministic normal values (Box-Muller over a small hash generator): bench inputs. */
+export function randn(n: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
   const u = () => ((s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) + 1) / 4294967297;
   const out = new Float32Array(n);

@@ -38,6 +38,9 @@ import { ditConfigJson, ditTensors, t5Tensors, vaeTensors, type DitArch, type T5
 import { defaultCacheDir, demoFiles } from '../model/demo/checkpoint.ts';
 import { T5_FILE, TASK_NAMES, TASKS, TOKENIZER_DIR, taskSpec, type TaskName } from '../model/pipelines/tasks.ts';
 import { officialVaeArchitecture } from '../model/vae/memory.ts';
+import { shardFileName, sortedJson, splitShards } from '../loaders/shards.ts';
+
+export { splitShards };
 import { fillSynthetic, tensorSeed, valueTable } from './synthetic-fill.ts';
 
 export type ExpertChoice = 'high' | 'low' | 'both';
@@ -141,12 +144,8 @@ function fillModelTensor(t: StreamTensor, dst: Uint8Array, byteOffset: number): 
 
 const jsonBytes = (v: unknown) => new TextEncoder().encode(JSON.stringify(v, null, 2) + '\n');
 
-/** JSON with object keys sorted (as diffusers writes its index and config files). */
-function sortedJson(v: unknown): Uint8Array {
-  const sort = (x: unknown): unknown =>
-    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, y]) => [k, sort(y)])) : x;
-  return jsonBytes(sort(v));
-}
+/** sortedJson as bytes (diffusers' index and config files). */
+const sortedJsonBytes = (v: unknown) => new TextEncoder().encode(sortedJson(v));
 
 function smallFile(path: string, bytes: Uint8Array): PlannedFile {
   return {
@@ -157,29 +156,6 @@ function smallFile(path: string, bytes: Uint8Array): PlannedFile {
       onWritten(bytes.byteLength);
     },
   };
-}
-
-/** diffusers / huggingface_hub sharding: state dict order, a new shard when the next tensor would overflow. */
-export function splitShards<T extends StreamTensor>(tensors: readonly T[], maxShardBytes: number): T[][] {
-  const shards: T[][] = [];
-  let current: T[] = [];
-  let size = 0;
-  for (const t of tensors) {
-    const b = tensorBytes(t);
-    if (b > maxShardBytes) {
-      shards.push([t]); // a tensor larger than a shard gets one of its own
-      continue;
-    }
-    if (size + b > maxShardBytes && current.length) {
-      shards.push(current);
-      current = [];
-      size = 0;
-    }
-    current.push(t);
-    size += b;
-  }
-  if (current.length) shards.push(current);
-  return shards;
 }
 
 const byName = (a: StreamTensor, b: StreamTensor) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -215,17 +191,16 @@ function ditFiles(dir: string, arch: DitArch, model: string, dtype: DitStorage, 
   if (shards.length === 1) {
     files.push(safetensorsFile(at('diffusion_pytorch_model.safetensors'), tensors));
   } else {
-    const n = String(shards.length).padStart(5, '0');
     const weightMap: Record<string, string> = {};
     shards.forEach((shard, i) => {
-      const name = `diffusion_pytorch_model-${String(i + 1).padStart(5, '0')}-of-${n}.safetensors`;
+      const name = shardFileName(i, shards.length);
       for (const t of shard) weightMap[t.name] = name;
       files.push(safetensorsFile(at(name), shard));
     });
     const totalSize = tensors.reduce((a, t) => a + tensorBytes(t), 0);
-    files.push(smallFile(at('diffusion_pytorch_model.safetensors.index.json'), sortedJson({ metadata: { total_size: totalSize }, weight_map: weightMap })));
+    files.push(smallFile(at('diffusion_pytorch_model.safetensors.index.json'), sortedJsonBytes({ metadata: { total_size: totalSize }, weight_map: weightMap })));
   }
-  files.push(smallFile(at('config.json'), sortedJson(ditConfigJson(arch))));
+  files.push(smallFile(at('config.json'), sortedJsonBytes(ditConfigJson(arch))));
   return files;
 }
 

@@ -23,6 +23,7 @@ import { SyntheticTensorSource } from '../model/demo/source.ts';
 import { WanDiT } from '../model/dit.ts';
 import type { DitConfig } from '../model/dit-config.ts';
 import { planDevice } from '../model/pipelines/generate.ts';
+import { randn } from './dit.ts';
 import { ditForwardPeak, ditWeightBytes, fmtGiB, residentWeightBytes } from '../model/pipelines/memory-plan.ts';
 import { officialDitConfig, taskSpec, type TaskName } from '../model/pipelines/tasks.ts';
 
@@ -60,14 +61,6 @@ class FirstBlocks implements TensorSource {
   close(): Promise<void> {
     return this.src.close();
   }
-}
-
-function randn(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const u = () => ((s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) + 1) / 4294967297;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  return out;
 }
 
 /** Multiply-add FLOPs (x2) of one forward of `layers` blocks at `tokens` tokens, batch 2: linears vs attention. */

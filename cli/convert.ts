@@ -19,11 +19,12 @@ import { existsSync, lstatSync, promises as fsp, readdirSync, realpathSync, rmSy
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bf16Converter } from '../loaders/bf16-simd.ts';
-import { locateCheckpoint, type DitFiles } from '../loaders/checkpoint.ts';
+import { detectCheckpointTask, locateCheckpoint, type DitFiles } from '../loaders/checkpoint.ts';
 import { isDiffusersFolder } from '../loaders/diffusers-checkpoint.ts';
 import { openRawTensorSource } from '../loaders/open.ts';
 import { DTYPE_SIZE } from '../loaders/safetensors.ts';
 import { tensorBytes, writeSafetensorsStreamingAsync, type StreamTensor } from '../loaders/safetensors-stream-writer.ts';
+import { shardFileName, sortedJson, splitShards } from '../loaders/shards.ts';
 import type { TensorSource } from '../loaders/source.ts';
 import { TASK_NAMES, taskSpec, type TaskSpec } from '../model/pipelines/tasks.ts';
 
@@ -92,55 +93,12 @@ interface OutTensor extends StreamTensor {
   convert: boolean;
 }
 
-function detectTask(dir: string): TaskSpec {
-  const errors: string[] = [];
-  for (const name of TASK_NAMES) {
-    try {
-      locateCheckpoint(dir, taskSpec(name));
-      return taskSpec(name);
-    } catch (e) {
-      errors.push((e as Error).message);
-    }
-  }
-  throw new Error(`convert: ${dir} is not a complete checkpoint folder of any task:\n  ${errors.join('\n  ')}`);
-}
-
 /** Free bytes for an unprivileged user on the file system holding `dir` (or its nearest existing parent). */
 async function freeBytes(dir: string): Promise<number> {
   let d = resolve(dir);
   while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
   const s = await fsp.statfs(d);
   return s.bavail * s.bsize;
-}
-
-/** diffusers sharding: in order, a new shard when the next tensor would overflow (a larger tensor gets its own). */
-function splitShards<T extends StreamTensor>(tensors: readonly T[], maxShardBytes: number): T[][] {
-  const shards: T[][] = [];
-  let current: T[] = [];
-  let size = 0;
-  for (const t of tensors) {
-    const b = tensorBytes(t);
-    if (b > maxShardBytes) {
-      shards.push([t]);
-      continue;
-    }
-    if (size + b > maxShardBytes && current.length) {
-      shards.push(current);
-      current = [];
-      size = 0;
-    }
-    current.push(t);
-    size += b;
-  }
-  if (current.length) shards.push(current);
-  return shards;
-}
-
-/** JSON with object keys sorted, 2-space indented (as diffusers writes its index files). */
-function sortedJson(v: unknown): string {
-  const sort = (x: unknown): unknown =>
-    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, y]) => [k, sort(y)])) : x;
-  return JSON.stringify(sort(v), null, 2) + '\n';
 }
 
 class Progress {
@@ -207,8 +165,7 @@ async function convertDit(job: DitJob, outDir: string, o: Required<Pick<ConvertO
     if (shards.length === 1) {
       names.push('diffusion_pytorch_model.safetensors');
     } else {
-      const n = String(shards.length).padStart(5, '0');
-      shards.forEach((_, i) => names.push(`diffusion_pytorch_model-${String(i + 1).padStart(5, '0')}-of-${n}.safetensors`));
+      shards.forEach((_, i) => names.push(shardFileName(i, shards.length)));
     }
     for (let i = 0; i < shards.length; i++) {
       written += await writeSafetensorsStreamingAsync(join(outDir, names[i]!), [...shards[i]!].sort(byName), fill, { metadata, chunkBytes: o.chunkBytes });
@@ -265,7 +222,11 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
       throw new Error(`convert: ${(e as Error).message}`);
     }
   } else {
-    task = detectTask(srcDir);
+    try {
+      task = detectCheckpointTask(srcDir);
+    } catch (e) {
+      throw new Error(`convert: ${(e as Error).message}`);
+    }
   }
   const files = locateCheckpoint(srcDir, task);
   // t2v and i2v experts share the layout: the DiT config tells them apart (for the messages only).

@@ -85,7 +85,7 @@ const SPEC = {
 } as const;
 
 /** --kebab-case -> --snake_case for our flags (device flags stay kebab), --n_prompt alias. */
-function normalizeArgv(argv: string[]): string[] {
+export function normalizeArgv(argv: string[]): string[] {
   const device = new Set(Object.keys(deviceFlagSpec));
   return argv.map((a) => {
     if (!a.startsWith('--')) return a;

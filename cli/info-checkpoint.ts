@@ -2,7 +2,7 @@
 // stored dtypes, bytes on disk, and the device memory each component needs at each storage dtype.
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { locateCheckpoint } from '../loaders/checkpoint.ts';
+import { detectCheckpointTask, locateCheckpoint } from '../loaders/checkpoint.ts';
 import type { DiffusersPipelineInfo } from '../loaders/diffusers-checkpoint.ts';
 import { openTensorSource } from '../loaders/open.ts';
 import type { TensorSource } from '../loaders/source.ts';
@@ -45,19 +45,6 @@ function summarize(src: TensorSource, skipOnDevice = new Set<string>()) {
   return { params, dtypes, device: { bf16: half, f32 } };
 }
 
-function detectTask(dir: string): TaskSpec {
-  const errors: string[] = [];
-  for (const name of TASK_NAMES) {
-    try {
-      locateCheckpoint(dir, taskSpec(name));
-      // t2v and i2v share the layout: tell them apart by the DiT's input channels later.
-      return taskSpec(name);
-    } catch (e) {
-      errors.push((e as Error).message);
-    }
-  }
-  throw new Error(`${dir} is not a complete checkpoint folder of any task:\n  ${errors.join('\n  ')}`);
-}
 
 export interface CheckpointInfo {
   task: string;
@@ -68,7 +55,7 @@ export interface CheckpointInfo {
 }
 
 export async function checkpointInfo(dir: string): Promise<CheckpointInfo> {
-  let task = detectTask(dir);
+  let task = detectCheckpointTask(dir);
   const files = locateCheckpoint(dir, task);
   const components: Component[] = [];
   const add = async (name: string, file: string, arch: (src: TensorSource) => string, skip?: Set<string>) => {

@@ -9,6 +9,7 @@ import { DEFAULT_PLAN_DEVICE, MEMORY_MODES, MemoryPlanError, choosePlan, fmtGiB,
 import { UMT5_XXL_CONFIG, checkFrameNum, latentGeometry, officialDitConfig, parseSize, taskSpec } from '../model/pipelines/tasks.ts';
 import { officialVaeArchitecture } from '../model/vae/memory.ts';
 import { deviceFlagSpec, deviceOptions } from './device-flags.ts';
+import { normalizeArgv } from './generate.ts';
 import { memoryFlagSpec, memorySettings, planLines, resolveMode } from './memory-flags.ts';
 
 export const planHelp = `usage: wan info --plan [--task T] [--size W*H] [--frame_num N] [ckpt_dir] [options]
@@ -25,7 +26,7 @@ checkpoint's tensor index when ckpt_dir is given, else from the official configs
 
 export async function planCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv.map((a) => (a.startsWith('--') && !a.startsWith('--max-binding') ? a.replace(/-/g, '_').replace(/^__/, '--') : a)),
+    args: normalizeArgv(argv),
     allowPositionals: true,
     options: {
       plan: { type: 'boolean' },

@@ -3,7 +3,7 @@
 // CheckpointFiles; the Diffusers tensors are renamed to the official ones when opened (open.ts).
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { T5_FILE, TOKENIZER_DIR, type TaskSpec } from '../model/pipelines/tasks.ts';
+import { T5_FILE, TASK_NAMES, TOKENIZER_DIR, taskSpec, type TaskSpec } from '../model/pipelines/tasks.ts';
 import {
   componentConfig,
   componentDir,
@@ -113,4 +113,21 @@ function locateDiffusers(dir: string, task: TaskSpec): CheckpointFiles {
     files.dit = diffusersDit(dir, 'transformer', 'the diffusion transformer', task);
   }
   return files;
+}
+
+/**
+ * The first task whose checkpoint folder `dir` completes (t2v and i2v share the layout: callers tell
+ * them apart by the DiT's config). Throws every task's reason when none fits.
+ */
+export function detectCheckpointTask(dir: string): TaskSpec {
+  const errors: string[] = [];
+  for (const name of TASK_NAMES) {
+    try {
+      locateCheckpoint(dir, taskSpec(name));
+      return taskSpec(name);
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+  }
+  throw new Error(`${dir} is not a complete checkpoint folder of any task:\n  ${errors.join('\n  ')}`);
 }
