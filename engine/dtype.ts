@@ -21,6 +21,35 @@ export function storageBytes(dtype: DType, n: number): number {
   return Math.ceil((n * dtypeBytes(dtype)) / 4) * 4;
 }
 
+/**
+ * How a tensor of `shape` is laid out in device buffers: one segment, or (above the buffer limit)
+ * whole rows of the largest trailing block that fits one buffer ([1, L, C] splits on rows of C, not
+ * on its single leading row), an even element count per segment so half types stay packed. Returns
+ * each segment's first element and element count. The engine allocates by it; the memory planner
+ * counts by it.
+ */
+export function storageSegments(shape: readonly number[], dtype: DType, maxBufferBytes: number, label = 'tensor'): { elem0: number; elems: number }[] {
+  const numel = shape.reduce((a, b) => a * b, 1);
+  if (storageBytes(dtype, numel) <= maxBufferBytes) return [{ elem0: 0, elems: numel }];
+  let rowElems = 1;
+  for (let k = 1; k <= shape.length; k++) {
+    const r = shape.slice(k).reduce((a, b) => a * b, 1);
+    if (r > 0 && storageBytes(dtype, r) <= maxBufferBytes) {
+      rowElems = r;
+      break;
+    }
+  }
+  const b = dtypeBytes(dtype);
+  const rowBytes = rowElems * b;
+  let rowsPer = Math.floor(maxBufferBytes / rowBytes);
+  if (b === 2 && rowElems % 2 === 1 && rowsPer % 2 === 1) rowsPer--;
+  if (rowsPer < 1) throw new Error(`"${label}": one row of ${rowBytes} bytes exceeds the device buffer limit ${maxBufferBytes}`);
+  const out: { elem0: number; elems: number }[] = [];
+  const rows = numel / rowElems;
+  for (let r = 0; r < rows; r += rowsPer) out.push({ elem0: r * rowElems, elems: Math.min(rowsPer, rows - r) * rowElems });
+  return out;
+}
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 

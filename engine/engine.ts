@@ -4,7 +4,7 @@
 // is full. Errors are captured per submitted batch by error scopes and thrown at the next sync point,
 // naming the ops of that batch.
 import { Gpu, type DeviceOptions } from './device.ts';
-import { type DType, encode, storageBytes, dtypeBytes } from './dtype.ts';
+import { type DType, encode, storageBytes, storageSegments, dtypeBytes } from './dtype.ts';
 import { BufferPool, type MemoryStats } from './pool.ts';
 import { Storage, Tensor, numelOf, type Segment } from './tensor.ts';
 import type { Binding } from './windows.ts';
@@ -94,18 +94,14 @@ export class Engine {
   /** An uninitialised tensor (contents undefined until a kernel writes it). */
   empty(shape: readonly number[], dtype: DType = 'f32', label = 'tensor', opts: { exactSize?: boolean } = {}): Tensor {
     this.gpu.check(`allocating "${label}"`);
-    const numel = numelOf(shape);
-    // Segments (only for tensors above the buffer limit) hold whole rows of the largest trailing
-    // block that fits one buffer: [1, L, C] splits on rows of C, not on its single leading row.
-    let rowElems = 1;
-    for (let k = 1; k <= shape.length; k++) {
-      const r = numelOf(shape.slice(k));
-      if (r > 0 && storageBytes(dtype, r) <= this.gpu.maxBufferBytes) {
-        rowElems = r;
-        break;
-      }
-    }
-    return new Tensor(this, this.allocStorage(dtype, numel, rowElems, label, opts.exactSize === true), shape, label);
+    // One buffer, or whole rows per segment above the buffer limit (storageSegments).
+    const exact = opts.exactSize === true;
+    const segments: Segment[] = storageSegments(shape, dtype, this.gpu.maxBufferBytes, label).map(({ elem0, elems }) => ({
+      buffer: this.pool.acquire(storageBytes(dtype, elems), label, exact),
+      elem0,
+      elems,
+    }));
+    return new Tensor(this, new Storage(dtype, numelOf(shape), segments), shape, label);
   }
 
   /** A tensor of zeros (cleared on the device, nothing uploaded). */
@@ -304,26 +300,6 @@ export class Engine {
 
   memory(): MemoryStats {
     return { ...this.pool.stats };
-  }
-
-  private allocStorage(dtype: DType, numel: number, rowElems: number, label: string, exact: boolean): Storage {
-    const b = dtypeBytes(dtype);
-    const total = storageBytes(dtype, numel);
-    if (total <= this.gpu.maxBufferBytes) {
-      return new Storage(dtype, numel, [{ buffer: this.pool.acquire(total, label, exact), elem0: 0, elems: numel }]);
-    }
-    // Too large for one buffer: whole rows per segment; an even element count so half types stay packed.
-    const rowBytes = rowElems * b;
-    let rowsPer = Math.floor(this.gpu.maxBufferBytes / rowBytes);
-    if ((b === 2 && rowElems % 2 === 1) && rowsPer % 2 === 1) rowsPer--;
-    if (rowsPer < 1) throw new Error(`"${label}": one row of ${rowBytes} bytes exceeds the device buffer limit ${this.gpu.maxBufferBytes}`);
-    const segments: Segment[] = [];
-    const rows = numel / rowElems;
-    for (let r = 0; r < rows; r += rowsPer) {
-      const elems = Math.min(rowsPer, rows - r) * rowElems;
-      segments.push({ buffer: this.pool.acquire(storageBytes(dtype, elems), label, exact), elem0: r * rowElems, elems });
-    }
-    return new Storage(dtype, numel, segments);
   }
 
   // ---------------------------------------------------------------- kernels and dispatch

@@ -15,7 +15,7 @@
 // model/vae/memory.ts for the VAE) with the buffer pool's size classes (engine/pool.ts) and keeps
 // the maximum of the live bytes, i.e. what BufferPool.stats.peakLiveBytes measures. Small
 // host-visible buffers (uniforms, readback staging) are outside the pool and left out.
-import { storageBytes, type DType } from '../../engine/dtype.ts';
+import { storageBytes, storageSegments, type DType } from '../../engine/dtype.ts';
 import { sizeClass } from '../../engine/pool.ts';
 import { ffnChunkRows, type DitConfig } from '../dit-config.ts';
 import type { T5Config } from '../t5-config.ts';
@@ -40,25 +40,8 @@ export const DEFAULT_PLAN_DEVICE: PlanDevice = { maxBufferBytes: 4294967040, max
  * or the 256-rounded size for `exact` allocations: the DiT's and umT5's weights).
  */
 export function tensorPoolBytes(shape: readonly number[], dtype: DType, maxBufferBytes: number, exact = false): number {
-  const numel = shape.reduce((a, b) => a * b, 1);
-  const total = storageBytes(dtype, numel);
   const size = (bytes: number) => (exact ? Math.max(256, Math.ceil(bytes / 256) * 256) : sizeClass(bytes, maxBufferBytes));
-  if (total <= maxBufferBytes) return size(total);
-  let rowElems = 1;
-  for (let k = 1; k <= shape.length; k++) {
-    const r = shape.slice(k).reduce((a, b) => a * b, 1);
-    if (r > 0 && storageBytes(dtype, r) <= maxBufferBytes) {
-      rowElems = r;
-      break;
-    }
-  }
-  const b = dtype === 'f32' ? 4 : 2;
-  let rowsPer = Math.floor(maxBufferBytes / (rowElems * b));
-  if (b === 2 && rowElems % 2 === 1 && rowsPer % 2 === 1) rowsPer--;
-  const rows = numel / rowElems;
-  let sum = 0;
-  for (let r = 0; r < rows; r += rowsPer) sum += size(storageBytes(dtype, Math.min(rowsPer, rows - r) * rowElems));
-  return sum;
+  return storageSegments(shape, dtype, maxBufferBytes).reduce((sum, seg) => sum + size(storageBytes(dtype, seg.elems)), 0);
 }
 
 /** Live-byte bookkeeping: allocations and frees in program order, the peak and where it was. */
